@@ -1,0 +1,68 @@
+"""Offgrid's HTTP API: a thin Flask app that authenticates, validates, enqueues and reads."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_smorest import Api
+from redis import Redis
+
+from api.auth import TokenVerifier
+from api.errors import APIError, register_errorhandlers
+from config import Settings, load_settings
+from sync.collections import load_collections
+from sync.store import MongoHandle
+from workers.factory import create_celery
+
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        API_TITLE="Offgrid",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    )
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_request_checks(app)
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    app.extensions["offgrid.settings"] = settings
+    app.extensions["offgrid.mongo"] = MongoHandle(settings.mongodb_url, settings.mongodb_database)
+    app.extensions["offgrid.celery"] = create_celery(settings)
+    app.extensions["offgrid.redis"] = Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+    )
+    app.extensions["offgrid.tokens"] = TokenVerifier(settings)
+    app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
+    app.extensions["offgrid.api"] = Api(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from api import health, sync
+
+    api: Api = app.extensions["offgrid.api"]
+    api.register_blueprint(health.blp)
+    api.register_blueprint(sync.blp)
+
+
+def register_request_checks(app: Flask) -> None:
+    @app.before_request
+    def _json_bodies_only() -> None:
+        if (
+            request.method in _BODY_METHODS
+            and request.path.startswith("/v1/")
+            and request.mimetype != "application/json"
+        ):
+            raise APIError(415, "unsupported_media_type", "request bodies must be application/json")

@@ -1,0 +1,86 @@
+"""Who is calling: users by JWT bearer token (SPEC §5).
+
+HS256 with `JWT_SECRET` for development; RS256/ES256 keys from `JWT_JWKS_URL`, with issuer and
+audience checks, for production. The token's `sub` is the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import jwt
+from flask import current_app, g, request
+
+from api.errors import APIError
+from config import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+LEEWAY_SECONDS = 30
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured key source."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwt_jwks_url
+            else None
+        )
+
+    def user(self, token: str) -> str:
+        options = {"require": ["sub"]}
+        try:
+            if self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=["RS256", "ES256"],
+                    audience=self._settings.jwt_audience,
+                    issuer=self._settings.jwt_issuer,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": ["sub", "exp", "iss", "aud"]},
+                )
+            else:
+                claims = jwt.decode(
+                    token,
+                    self._settings.jwt_secret,
+                    algorithms=["HS256"],
+                    leeway=LEEWAY_SECONDS,
+                    options=options,
+                )
+        except jwt.PyJWTError as exc:
+            raise APIError(401, "unauthorized", f"invalid token: {exc}") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 200:
+            raise APIError(401, "unauthorized", "invalid token: `sub` must be a non-empty string")
+        return sub
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise APIError(
+            401,
+            "unauthorized",
+            "a bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+def require_user(view: F) -> F:
+    """Authenticate the bearer token and put its subject in `g.user`."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verifier: TokenVerifier = current_app.extensions["offgrid.tokens"]
+        g.user = verifier.user(_bearer_token())
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)

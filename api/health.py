@@ -1,0 +1,55 @@
+"""Liveness and readiness (SPEC §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.schemas import HealthSchema
+
+blp = Blueprint("health", __name__, description="Liveness and readiness probes")
+
+
+@blp.route("/healthz", methods=["GET"])
+class Healthz(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> Any:
+        """The process is alive (no dependency is checked)."""
+        return {"status": "ok"}
+
+
+def _check(name: str, probe: Any) -> str:
+    try:
+        probe()
+    except Exception as exc:  # any failure means "not ready"; the type names the cause
+        current_app.logger.warning("readiness check %s failed: %r", name, exc)
+        return f"unavailable ({type(exc).__name__})"
+    return "ok"
+
+
+@blp.route("/readyz", methods=["GET"])
+class Readyz(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="A dependency is unreachable")
+    def get(self) -> Any:
+        """MongoDB, RabbitMQ and Redis are all reachable."""
+        ext = current_app.extensions
+
+        def broker() -> None:
+            with ext["offgrid.celery"].connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+
+        checks = {
+            "mongodb": _check("mongodb", lambda: ext["offgrid.mongo"].client.admin.command("ping")),
+            "rabbitmq": _check("rabbitmq", broker),
+            "redis": _check("redis", ext["offgrid.redis"].ping),
+        }
+        ready = all(v == "ok" for v in checks.values())
+        response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})
+        response.status_code = 200 if ready else 503
+        if not ready:
+            response.headers["Retry-After"] = "5"
+        return response

@@ -1,0 +1,159 @@
+"""Sync endpoints (SPEC §2): push a batch, read its status, pull changes."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import current_app, g, jsonify, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from kombu.exceptions import KombuError, OperationalError
+
+from api.auth import require_user
+from api.errors import APIError
+from api.schemas import (
+    BatchAcceptedSchema,
+    BatchStatusSchema,
+    PullRequestSchema,
+    PullResponseSchema,
+    PushRequestSchema,
+)
+from sync import batches
+from sync.admission import BatchRefused, admit_batch
+from sync.checkpoint import InvalidCheckpoint
+from sync.pull import pull
+from sync.scopes import can_read
+
+blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
+_REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "too_large": 413}
+MAX_WAIT_SECONDS = 30
+
+
+def _db() -> Any:
+    return current_app.extensions["offgrid.mongo"].db
+
+
+def _prefer_wait() -> int:
+    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else 0
+
+
+def _publish_apply(batch_id: str) -> None:
+    celery = current_app.extensions["offgrid.celery"]
+    celery.send_task(
+        "sync.apply_batch",
+        args=[batch_id],
+        task_id=batch_id,
+        queue="sync",
+        routing_key="sync",
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
+
+
+def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | None:
+    deadline = time.monotonic() + seconds
+    delay = 0.02
+    while time.monotonic() < deadline:
+        status = batches.batch_status(_db(), batch_id, user)
+        if status is not None and status["status"] in batches.FINAL_STATUSES:
+            return status
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return None
+
+
+@blp.route("/push", methods=["POST"])
+class Push(MethodView):
+    @require_user
+    @blp.arguments(PushRequestSchema)
+    @blp.response(202, BatchAcceptedSchema)
+    @blp.alt_response(200, schema=BatchStatusSchema, description="Final status (Prefer: wait=N)")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Queue a batch of mutations; with `Prefer: wait=N` wait up to N s for the result."""
+        settings = current_app.extensions["offgrid.settings"]
+        try:
+            admit_batch(
+                user=g.user,
+                client_id=body["client_id"],
+                mutations=body["mutations"],
+                collections=current_app.extensions["offgrid.collections"],
+                max_mutations=settings.max_mutations_per_batch,
+            )
+        except BatchRefused as exc:
+            raise APIError(_REFUSAL_STATUS[exc.kind], exc.code, exc.message, exc.details) from None
+
+        batch_id = uuid.uuid4().hex
+        try:
+            batches.submit_batch(
+                _db(),
+                batch_id=batch_id,
+                user=g.user,
+                client_id=body["client_id"],
+                mutations=body["mutations"],
+            )
+        except batches.ClientOwnedByAnotherUser:
+            raise APIError(403, "forbidden", "client_id belongs to another user") from None
+        try:
+            _publish_apply(batch_id)
+        except (OperationalError, KombuError, OSError) as exc:
+            batches.forget_batch(_db(), batch_id)
+            raise APIError(
+                503,
+                "broker_unavailable",
+                "the queue cannot take work right now; retry later",
+                headers={"Retry-After": "5"},
+            ) from exc
+
+        wait = _prefer_wait()
+        if wait:
+            final = _wait_for_final(batch_id, g.user, wait)
+            if final is not None:
+                return jsonify(BatchStatusSchema().dump(final))
+        return {"batch_id": batch_id, "status": batches.QUEUED}
+
+
+@blp.route("/batches/<string:batch_id>", methods=["GET"])
+class BatchStatus(MethodView):
+    @require_user
+    @blp.response(200, BatchStatusSchema)
+    def get(self, batch_id: str) -> Any:
+        """Status of a batch and the result of each of its mutations (submitter only)."""
+        status = batches.batch_status(_db(), batch_id, g.user) if len(batch_id) <= 64 else None
+        if status is None:
+            raise APIError(404, "not_found", "no such batch")
+        return status
+
+
+@blp.route("/pull", methods=["POST"])
+class Pull(MethodView):
+    @require_user
+    @blp.arguments(PullRequestSchema)
+    @blp.response(200, PullResponseSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Changes after each scope's checkpoint, in server order, a page per scope."""
+        for scope in body["scopes"]:
+            if not can_read(g.user, scope):
+                raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
+        known = current_app.extensions["offgrid.collections"]
+        unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
+        if unknown:
+            raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
+        owner = batches.client_owner(_db(), body["client_id"])
+        if owner is not None and owner != g.user:
+            raise APIError(403, "forbidden", "client_id belongs to another user")
+        try:
+            return pull(
+                _db(),
+                client_id=body["client_id"],
+                scopes=body["scopes"],
+                collections=body.get("collections"),
+                limit=body["limit"],
+            )
+        except InvalidCheckpoint as exc:
+            raise APIError(400, "invalid_checkpoint", str(exc)) from None

@@ -1,0 +1,129 @@
+"""Typed settings read from the environment (SPEC §5), validated once at start-up.
+
+A missing or malformed value raises `SettingsError` naming the variable, so a process
+stops before it serves or consumes anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is required but not set")
+    return value
+
+
+def _url(
+    env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None = None
+) -> str:
+    value = env.get(name, "").strip() or default
+    if value is None:
+        raise SettingsError(f"{name} is required but not set")
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise SettingsError(
+            f"{name} must be a URL with scheme {' or '.join(schemes)} and a host, got {value!r}"
+        )
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongodb_url: str
+    mongodb_database: str
+    broker_url: str
+    redis_url: str
+    jwt_secret: str | None
+    jwt_jwks_url: str | None
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    admin_api_key: str
+    collections_module: str
+    log_level: str
+    max_body_bytes: int
+    max_mutations_per_batch: int
+    max_clock_skew_seconds: int
+    batch_result_ttl_seconds: int
+    task_delivery_limit: int
+    publish_timeout_seconds: int
+
+    @property
+    def uses_jwks(self) -> bool:
+        return self.jwt_jwks_url is not None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise `SettingsError` naming the first bad one."""
+    env = os.environ if env is None else env
+
+    mongodb_url = _url(env, "MONGODB_URL", ("mongodb", "mongodb+srv"))
+    database = urlsplit(mongodb_url).path.lstrip("/") or "offgrid"
+
+    jwt_secret = env.get("JWT_SECRET", "").strip() or None
+    jwks_url = env.get("JWT_JWKS_URL", "").strip() or None
+    issuer = audience = None
+    if jwks_url is not None:
+        jwks_url = _url(env, "JWT_JWKS_URL", ("http", "https"))
+        issuer = _required(env, "JWT_ISSUER")
+        audience = _required(env, "JWT_AUDIENCE")
+    elif jwt_secret is None:
+        raise SettingsError("JWT_SECRET (HS256) or JWT_JWKS_URL is required but neither is set")
+    elif len(jwt_secret) < 32:
+        raise SettingsError("JWT_SECRET must be at least 32 characters")
+
+    admin_api_key = _required(env, "ADMIN_API_KEY")
+    if len(admin_api_key) < 24:
+        raise SettingsError("ADMIN_API_KEY must be at least 24 characters")
+
+    return Settings(
+        mongodb_url=mongodb_url,
+        mongodb_database=database,
+        broker_url=_url(env, "BROKER_URL", ("amqp", "amqps", "pyamqp")),
+        redis_url=_url(env, "REDIS_URL", ("redis", "rediss")),
+        jwt_secret=jwt_secret,
+        jwt_jwks_url=jwks_url,
+        jwt_issuer=issuer,
+        jwt_audience=audience,
+        admin_api_key=admin_api_key,
+        collections_module=env.get("OFFGRID_COLLECTIONS", "").strip()
+        or "config.example_collections",
+        log_level=_choice(
+            env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO"
+        ),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+        max_mutations_per_batch=_int(env, "MAX_MUTATIONS_PER_BATCH", 1000, minimum=1),
+        max_clock_skew_seconds=_int(env, "MAX_CLOCK_SKEW", 300, minimum=0),
+        batch_result_ttl_seconds=_int(env, "BATCH_RESULT_TTL", 86400, minimum=60),
+        task_delivery_limit=_int(env, "TASK_DELIVERY_LIMIT", 10, minimum=1),
+        publish_timeout_seconds=_int(env, "PUBLISH_TIMEOUT", 5, minimum=1),
+    )

@@ -1,0 +1,1 @@
+"""Offgrid's sync domain: records, batches, checkpoints. Plain Python: no Flask, no Celery."""

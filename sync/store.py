@@ -1,0 +1,65 @@
+"""MongoDB access for the sync domain: one client per process, collection names, indexes.
+
+pymongo's MongoClient is not fork-safe, so `MongoHandle` creates its client lazily in the
+process that uses it and recreates it after a fork (gunicorn and Celery prefork both fork).
+The design uses no multi-document transactions, change streams, TTL or partial indexes, so it
+runs unchanged on MongoDB >= 6 and on FerretDB 1.24.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
+
+BATCHES = "sync_batches"
+CLIENTS = "sync_clients"
+RECORDS = "sync_records"
+SCOPE_SEQUENCES = "sync_scope_sequences"
+
+
+class MongoHandle:
+    """A process-local MongoClient, created on first use and again after a fork."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self._url = url
+        self._database = database
+        self._client: MongoClient | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> MongoClient:
+        pid = os.getpid()
+        if self._client is None or self._pid != pid:
+            with self._lock:
+                if self._client is None or self._pid != pid:
+                    self._client = MongoClient(
+                        self._url,
+                        serverSelectionTimeoutMS=5000,
+                        connectTimeoutMS=5000,
+                        tz_aware=True,
+                        appname=f"offgrid-{pid}",
+                    )
+                    self._pid = pid
+        return self._client
+
+    @property
+    def db(self) -> Database:
+        return self.client[self._database]
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+        self._pid = None
+
+
+def ensure_indexes(db: Database) -> None:
+    """Create the indexes every sync query relies on. Idempotent."""
+    # Pull walks a scope in server order: (scope, seq) serves both the filter and the sort.
+    db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")
+    # Batch status is read by id and owner; the owner check rides on the _id lookup.
+    db[BATCHES].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_age")

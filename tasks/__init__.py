@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that call the domain in `sync/` and `push/`."""

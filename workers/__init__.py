@@ -1,0 +1,1 @@
+"""Offgrid's Celery app and the per-process resources its tasks use."""

@@ -1,0 +1,40 @@
+"""The Celery app the worker, beat and flower processes load (`-A workers.celery_app`).
+
+Settings are read once when this module is imported; a bad setting stops the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+
+from sync.store import MongoHandle, ensure_indexes
+from workers.factory import DEAD_LETTER_QUEUE, create_celery
+
+celery_app = create_celery()
+
+
+def mongo() -> MongoHandle:
+    return celery_app.offgrid_mongo  # type: ignore[attr-defined]
+
+
+@worker_init.connect
+def _prepare_broker_and_database(**_: Any) -> None:
+    """Declare the dead-letter route and the indexes once, before any task runs."""
+    with celery_app.connection_for_write() as conn:
+        DEAD_LETTER_QUEUE.bind(conn.default_channel).declare()
+        for queue in celery_app.conf.task_queues:
+            queue.bind(conn.default_channel).declare()
+    ensure_indexes(mongo().db)
+    mongo().close()  # the parent must not hand a connected client to its forked children
+
+
+@worker_process_init.connect
+def _connect_per_process(**_: Any) -> None:
+    mongo().client  # noqa: B018 - open this child's own client before the first task
+
+
+@worker_process_shutdown.connect
+def _disconnect_per_process(**_: Any) -> None:
+    mongo().close()

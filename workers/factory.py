@@ -1,0 +1,93 @@
+"""Builds the one Celery app: RabbitMQ broker with confirms, quorum queues, Redis results.
+
+Queues (SPEC §1): `sync` (apply batches), `push` (fan-out chunks), `maintenance` (beat jobs).
+They are quorum queues: replicated and durable, with a delivery limit after which a message is
+dead-lettered to `offgrid.dead_letter` instead of crashing workers forever. Messages are
+persistent and publishes wait for the broker's confirm, so a published task is on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from config import Settings, load_settings
+from sync.store import MongoHandle
+
+TASK_EXCHANGE = Exchange("offgrid", type="topic", durable=True)
+DEAD_LETTER_EXCHANGE = Exchange("offgrid.dlx", type="fanout", durable=True)
+DEAD_LETTER_QUEUE = Queue(
+    "offgrid.dead_letter",
+    exchange=DEAD_LETTER_EXCHANGE,
+    routing_key="#",
+    durable=True,
+    queue_arguments={"x-queue-type": "quorum"},
+)
+QUEUE_NAMES = ("sync", "push", "maintenance")
+
+
+def task_queues(delivery_limit: int) -> list[Queue]:
+    return [
+        Queue(
+            name,
+            exchange=TASK_EXCHANGE,
+            routing_key=name,
+            durable=True,
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": delivery_limit,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+            },
+        )
+        for name in QUEUE_NAMES
+    ]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.redis_url,
+        "result_expires": settings.batch_result_ttl_seconds,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Durability: confirmed, persistent publishes into durable quorum queues.
+        "broker_transport_options": {"confirm_publish": True},
+        "task_default_delivery_mode": "persistent",
+        "task_queues": task_queues(settings.task_delivery_limit),
+        "task_default_queue": "sync",
+        "task_default_exchange": TASK_EXCHANGE.name,
+        "task_default_exchange_type": TASK_EXCHANGE.type,
+        "task_default_routing_key": "sync",
+        "task_create_missing_queues": False,
+        "task_routes": {
+            "sync.*": {"queue": "sync", "routing_key": "sync"},
+            "push.*": {"queue": "push", "routing_key": "push"},
+            "maintenance.*": {"queue": "maintenance", "routing_key": "maintenance"},
+        },
+        # A task is acknowledged after it ran; a worker that dies hands it back to the queue.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Each message is a whole batch or a whole chunk of notifications: hold one at a time
+        # per process so a slow batch never strands others behind it in a busy worker's buffer.
+        "worker_prefetch_multiplier": 1,
+        "worker_detect_quorum_queues": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("offgrid", include=["tasks.sync"])
+    app.config_from_object(celery_config(settings))
+    app.offgrid_settings = settings  # type: ignore[attr-defined]
+    app.offgrid_mongo = MongoHandle(settings.mongodb_url, settings.mongodb_database)  # type: ignore[attr-defined]
+    return app
