@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 from flask_smorest import Api
 from redis import Redis
 
 from api.auth import TokenVerifier
-from api.errors import APIError, register_errorhandlers
+from api.bodies import register_body_checks
+from api.errors import register_errorhandlers
 from config import Settings, load_settings
 from sync.collections import load_collections
 from sync.store import MongoHandle
 from workers.factory import create_celery
-
-_BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -33,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_extensions(app, settings)
     register_blueprints(app)
     register_errorhandlers(app)
-    register_request_checks(app)
+    register_body_checks(app)
     return app
 
 
@@ -55,14 +54,3 @@ def register_blueprints(app: Flask) -> None:
     api: Api = app.extensions["offgrid.api"]
     api.register_blueprint(health.blp)
     api.register_blueprint(sync.blp)
-
-
-def register_request_checks(app: Flask) -> None:
-    @app.before_request
-    def _json_bodies_only() -> None:
-        if (
-            request.method in _BODY_METHODS
-            and request.path.startswith("/v1/")
-            and request.mimetype != "application/json"
-        ):
-            raise APIError(415, "unsupported_media_type", "request bodies must be application/json")

@@ -75,6 +75,8 @@ def _from_http_exception(exc: HTTPException) -> Response:
     if messages is not None:
         # webargs nests messages under the location ("json", "query"); clients want the fields.
         details = messages.get("json", messages) if isinstance(messages, dict) else messages
+        if isinstance(details, list):  # not a field map: the body is not a JSON document
+            return error_response(400, "invalid_json", "request body is not valid JSON")
         return error_response(400, "validation_error", "request body is invalid", details)
     code = _HTTP_CODES.get(status, "error")
     message = exc.description if status < 500 else "internal error"

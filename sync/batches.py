@@ -16,6 +16,7 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from sync.collections import CollectionRegistry
 from sync.store import BATCHES, CLIENTS, RECORDS, SCOPE_SEQUENCES
 
 QUEUED, APPLYING, APPLIED, FAILED = "queued", "applying", "applied", "failed"
@@ -137,7 +138,32 @@ def _apply_put(db: Database, client_id: str, mutation: dict[str, Any], now: date
     return int(record["version"])
 
 
-def apply_batch(db: Database, batch_id: str, now: datetime | None = None) -> dict[str, Any]:
+def _apply_mutation(
+    db: Database,
+    collections: CollectionRegistry,
+    client_id: str,
+    mutation: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply one mutation and return its result entry."""
+    spec = collections.get(mutation["collection"])
+    if spec is None:  # the configuration changed after the batch was accepted
+        return {"id": mutation["id"], "status": "rejected", "reason": "unknown_collection"}
+    errors = spec.validation_errors(mutation["value"])
+    if errors:
+        return {
+            "id": mutation["id"],
+            "status": "rejected",
+            "reason": "validation",
+            "errors": errors,
+        }
+    version = _apply_put(db, client_id, mutation, now)
+    return {"id": mutation["id"], "status": "applied", "version": version}
+
+
+def apply_batch(
+    db: Database, batch_id: str, collections: CollectionRegistry, now: datetime | None = None
+) -> dict[str, Any]:
     """Apply a queued batch and return its final status. Safe to run again for the same id."""
     now = now or datetime.now(UTC)
     batch = db[BATCHES].find_one_and_update(
@@ -165,14 +191,14 @@ def apply_batch(db: Database, batch_id: str, now: datetime | None = None) -> dic
             failure = "gap"
             results.append({"id": mid, "status": "rejected", "reason": "gap"})
             continue
-        version = _apply_put(db, client_id, mutation, now)
+        result = _apply_mutation(db, collections, client_id, mutation, now)
         # Advance the ledger only forwards: a replay never moves it back.
         db[CLIENTS].update_one(
             {"_id": client_id, "last_mutation_id": {"$lt": mid}},
             {"$set": {"last_mutation_id": mid}},
         )
         last = mid
-        results.append({"id": mid, "status": "applied", "version": version})
+        results.append(result)
 
     final = {
         "status": FAILED if failure else APPLIED,

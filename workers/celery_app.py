@@ -5,14 +5,22 @@ Settings are read once when this module is imported; a bad setting stops the pro
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
+from sync.collections import CollectionRegistry, load_collections
 from sync.store import MongoHandle, ensure_indexes
 from workers.factory import DEAD_LETTER_QUEUE, create_celery
 
 celery_app = create_celery()
+
+
+@functools.cache
+def collections() -> CollectionRegistry:
+    """The declared collections, loaded once per process."""
+    return load_collections(celery_app.offgrid_settings.collections_module)  # type: ignore[attr-defined]
 
 
 def mongo() -> MongoHandle:
@@ -26,6 +34,7 @@ def _prepare_broker_and_database(**_: Any) -> None:
         DEAD_LETTER_QUEUE.bind(conn.default_channel).declare()
         for queue in celery_app.conf.task_queues:
             queue.bind(conn.default_channel).declare()
+    collections()  # a broken collections module stops the worker before it consumes anything
     ensure_indexes(mongo().db)
     mongo().close()  # the parent must not hand a connected client to its forked children
 

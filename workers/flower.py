@@ -16,7 +16,9 @@ def flower_argv(env: dict[str, str]) -> list[str]:
     auth = env.get("FLOWER_BASIC_AUTH", "").strip()
     user, _, password = auth.partition(":")
     if not user or not password:
-        raise SystemExit("FLOWER_BASIC_AUTH is required (user:password); Flower will not start open")
+        raise SystemExit(
+            "FLOWER_BASIC_AUTH is required (user:password); Flower will not start open"
+        )
     argv = [
         "celery",
         "-A",
