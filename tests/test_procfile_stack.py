@@ -1,0 +1,123 @@
+"""The Procfile's four processes (gunicorn web, worker, beat, flower) serve a real round trip."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = "http://127.0.0.1:18000"
+FLOWER = "http://127.0.0.1:15555"
+FLOWER_AUTH = ("ops", "flower-test-password")
+
+
+def _wait_until(check: object, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"honcho exited with {proc.returncode}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not ready within {seconds}s")
+
+
+@pytest.fixture(scope="module")
+def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    log = (ROOT / ".dev" / "log" / "test-procfile.log").open("w")
+    env = {
+        **os.environ,
+        **test_env,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OFFGRID_BIND": "127.0.0.1:18000",
+        "FLOWER_PORT": "15555",
+        "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        "WORKER_CONCURRENCY": "1",
+        "WEB_CONCURRENCY": "1",
+        "BEAT_SCHEDULE_FILE": str(tmp_path_factory.mktemp("beat") / "schedule"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-e", "/dev/null"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(lambda: httpx.get(f"{WEB}/readyz", timeout=2).status_code == 200, 90, proc)
+        _wait_until(lambda: httpx.get(FLOWER, timeout=2).status_code == 401, 60, proc)
+        yield
+        assert proc.poll() is None, "a Procfile process died during the tests"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+        log.close()
+
+
+def test_gunicorn_serves_push_status_pull(stack: None, test_env: dict[str, str]) -> None:
+    token = jwt.encode(
+        {"sub": "procfile-user", "exp": int(time.time()) + 600},
+        test_env["JWT_SECRET"],
+        algorithm="HS256",
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    mutation = {
+        "id": 1,
+        "scope": "user:procfile-user",
+        "collection": "todos",
+        "key": "t1",
+        "op": "put",
+        "value": {"title": "from gunicorn"},
+        "hlc": "1764068000000-0000-procfile-client",
+    }
+    pushed = httpx.post(
+        f"{WEB}/v1/sync/push",
+        json={"client_id": "procfile-client", "mutations": [mutation]},
+        headers=headers,
+        timeout=10,
+    )
+    assert pushed.status_code == 202
+    batch_id = pushed.json()["batch_id"]
+
+    deadline = time.monotonic() + 30
+    status = {}
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{WEB}/v1/sync/batches/{batch_id}", headers=headers).json()
+        if status["status"] == "applied":
+            break
+        time.sleep(0.1)
+    assert status["status"] == "applied"
+
+    pulled = httpx.post(
+        f"{WEB}/v1/sync/pull",
+        json={"client_id": "procfile-client", "scopes": {"user:procfile-user": None}},
+        headers=headers,
+    ).json()
+    changes = pulled["scopes"]["user:procfile-user"]["changes"]
+    assert [c["value"] for c in changes] == [{"title": "from gunicorn"}]
+    assert pulled["last_mutation_id"] == 1
+
+
+def test_flower_requires_basic_auth(stack: None) -> None:
+    assert httpx.get(FLOWER, timeout=5).status_code == 401
+    assert httpx.get(FLOWER, auth=("ops", "wrong"), timeout=5).status_code == 401
+    assert httpx.get(FLOWER, auth=FLOWER_AUTH, timeout=5).status_code == 200
+
+
+def test_openapi_document_lists_the_sync_endpoints(stack: None) -> None:
+    paths = httpx.get(f"{WEB}/openapi.json", timeout=5).json()["paths"]
+    assert {"/v1/sync/push", "/v1/sync/pull", "/v1/sync/batches/{batch_id}"} <= set(paths)
