@@ -49,8 +49,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import health, sync
+    from api import admin, health, sync
 
     api: Api = app.extensions["offgrid.api"]
     api.register_blueprint(health.blp)
     api.register_blueprint(sync.blp)
+    api.register_blueprint(admin.blp)

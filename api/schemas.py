@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from sync.scopes import SCOPE_PATTERN
+from sync.membership import SCOPE_PATTERN
 
 CLIENT_ID = validate.Regexp(r"^[A-Za-z0-9_-]{8,128}$", error="must be 8-128 of [A-Za-z0-9_-]")
 RECORD_KEY = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,128}$", error="must be 1-128 of [A-Za-z0-9_.:-]")

@@ -21,11 +21,10 @@ from api.schemas import (
     PullResponseSchema,
     PushRequestSchema,
 )
-from sync import batches
+from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
 from sync.checkpoint import InvalidCheckpoint
-from sync.pull import pull
-from sync.scopes import can_read
+from sync.pull import ResyncRequired, pull
 
 blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
 
@@ -79,11 +78,11 @@ class Push(MethodView):
         settings = current_app.extensions["offgrid.settings"]
         try:
             admit_batch(
-                user=g.user,
                 client_id=body["client_id"],
                 mutations=body["mutations"],
                 collections=current_app.extensions["offgrid.collections"],
                 max_mutations=settings.max_mutations_per_batch,
+                can_write=lambda scope: membership.can_write(_db(), g.user, scope),
             )
         except BatchRefused as exc:
             raise APIError(_REFUSAL_STATUS[exc.kind], exc.code, exc.message, exc.details) from None
@@ -138,7 +137,7 @@ class Pull(MethodView):
     def post(self, body: dict[str, Any]) -> Any:
         """Changes after each scope's checkpoint, in server order, a page per scope."""
         for scope in body["scopes"]:
-            if not can_read(g.user, scope):
+            if not membership.can_read(_db(), g.user, scope):
                 raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
         known = current_app.extensions["offgrid.collections"]
         unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
@@ -147,6 +146,7 @@ class Pull(MethodView):
         owner = batches.client_owner(_db(), body["client_id"])
         if owner is not None and owner != g.user:
             raise APIError(403, "forbidden", "client_id belongs to another user")
+        settings = current_app.extensions["offgrid.settings"]
         try:
             return pull(
                 _db(),
@@ -154,6 +154,15 @@ class Pull(MethodView):
                 scopes=body["scopes"],
                 collections=body.get("collections"),
                 limit=body["limit"],
+                now_ms=int(time.time() * 1000),
+                horizon_seconds=settings.tombstone_horizon_seconds,
             )
         except InvalidCheckpoint as exc:
             raise APIError(400, "invalid_checkpoint", str(exc)) from None
+        except ResyncRequired as exc:
+            raise APIError(
+                410,
+                "resync_required",
+                f"the checkpoint of scope {exc.args[0]!r} is older than the tombstone horizon; "
+                "pull it again from a null checkpoint",
+            ) from None

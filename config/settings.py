@@ -75,7 +75,9 @@ class Settings:
     max_clock_skew_seconds: int
     batch_result_ttl_seconds: int
     task_delivery_limit: int
-    publish_timeout_seconds: int
+    gap_timeout_seconds: int
+    tombstone_horizon_seconds: int
+    lock_ttl_seconds: int
 
     @property
     def uses_jwks(self) -> bool:
@@ -125,5 +127,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_clock_skew_seconds=_int(env, "MAX_CLOCK_SKEW", 300, minimum=0),
         batch_result_ttl_seconds=_int(env, "BATCH_RESULT_TTL", 86400, minimum=60),
         task_delivery_limit=_int(env, "TASK_DELIVERY_LIMIT", 10, minimum=1),
-        publish_timeout_seconds=_int(env, "PUBLISH_TIMEOUT", 5, minimum=1),
+        gap_timeout_seconds=_int(env, "GAP_TIMEOUT", 600, minimum=1),
+        tombstone_horizon_seconds=_int(env, "TOMBSTONE_HORIZON", 30 * 86400, minimum=1),
+        lock_ttl_seconds=_int(env, "LOCK_TTL", 60, minimum=5),
     )

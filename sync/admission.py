@@ -5,14 +5,12 @@ A batch that fails any check is refused whole: nothing of it is applied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sync.collections import CollectionRegistry
+from sync.hlc import belongs_to
 from sync.limits import LimitExceeded, check_value
-from sync.scopes import can_write
-
-SUPPORTED_OPS = ("put",)
 
 
 class BatchRefused(Exception):
@@ -28,11 +26,11 @@ class BatchRefused(Exception):
 
 def admit_batch(
     *,
-    user: str,
     client_id: str,
     mutations: Sequence[dict[str, Any]],
     collections: CollectionRegistry,
     max_mutations: int,
+    can_write: Callable[[str], bool],
 ) -> None:
     """Raise `BatchRefused` unless every mutation of the batch may be queued."""
     if len(mutations) > max_mutations:
@@ -40,21 +38,16 @@ def admit_batch(
             "too_large", "too_many_mutations", f"a batch holds at most {max_mutations} mutations"
         )
     first = mutations[0]["id"]
+    writable: dict[str, bool] = {}
     for index, mutation in enumerate(mutations):
         where = f"mutations[{index}]"
         if mutation["id"] != first + index:
             raise BatchRefused(
                 "invalid", "ids_not_contiguous", f"{where}: ids must increase by 1 within a batch"
             )
-        if not mutation["hlc"].endswith(f"-{client_id}") or len(mutation["hlc"]) != 19 + len(
-            client_id
-        ):
+        if not belongs_to(mutation["hlc"], client_id):
             raise BatchRefused(
                 "invalid", "invalid_hlc", f"{where}: hlc must end with the client_id"
-            )
-        if mutation["op"] not in SUPPORTED_OPS:
-            raise BatchRefused(
-                "invalid", "unsupported_op", f"{where}: op {mutation['op']!r} is not supported yet"
             )
         if collections.get(mutation["collection"]) is None:
             raise BatchRefused(
@@ -63,9 +56,12 @@ def admit_batch(
                 f"{where}: unknown collection {mutation['collection']!r}",
                 {"known": collections.names},
             )
-        if not can_write(user, mutation["scope"]):
+        scope = mutation["scope"]
+        if scope not in writable:
+            writable[scope] = can_write(scope)
+        if not writable[scope]:
             raise BatchRefused(
-                "forbidden", "forbidden", f"{where}: you may not write scope {mutation['scope']!r}"
+                "forbidden", "forbidden", f"{where}: you may not write scope {scope!r}"
             )
         if "value" in mutation:
             try:

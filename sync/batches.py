@@ -1,24 +1,43 @@
-"""Sync batches: accepting a client's batch and applying its mutations exactly once, in order.
+"""Sync batches: accepting a client's batch, and applying it exactly once, in order (G1, G2).
 
 A batch is stored in MongoDB when the API accepts it; the queue message carries only its id.
-`apply_batch` may run more than once for the same batch (redelivery, a worker killed midway):
-each step is written so that running it again has no further effect.
+`apply_batch` may run any number of times for one batch (redelivery, resubmission, a worker
+killed between any two steps). It holds the client's lease and the locks of the batch's scopes,
+then moves through steps each of which is safe to repeat:
+
+1. claim: status `applying`, and `start_ledger`, the client's last applied id when this batch
+   first ran (ids at or below it are `duplicate`);
+2. resolve every new mutation against the records and commit each scope (`sync.scopelog`);
+   a mutation already in a record's `writers` is not applied again;
+3. store the per-mutation results on the batch;
+4. advance the client's ledger (`last_mutation_id`);
+5. status `applied`.
+A rerun after a crash in step 2 re-resolves (lww is idempotent; other strategies find their
+mutation in `writers`); after step 3 it reuses the stored results.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
+from redis import Redis
 
+from sync import membership
 from sync.collections import CollectionRegistry
-from sync.store import BATCHES, CLIENTS, RECORDS, SCOPE_SEQUENCES
+from sync.conflicts import Rejection, load_resolver, resolve
+from sync.hlc import too_far_ahead
+from sync.leases import ensure_held, held
+from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
+BATCHES = "sync_batches"
+CLIENTS = "sync_clients"
 QUEUED, APPLYING, APPLIED, FAILED = "queued", "applying", "applied", "failed"
 FINAL_STATUSES = (APPLIED, FAILED)
 
@@ -27,9 +46,22 @@ class ClientOwnedByAnotherUser(Exception):
     """The client_id is already registered to a different user."""
 
 
-def record_id(scope: str, collection: str, key: str) -> str:
-    # Collection names and keys cannot contain "|", so the id splits unambiguously from the right.
-    return f"{scope}|{collection}|{key}"
+class GapPending(Exception):
+    """The batch's first new mutation is not the next one; earlier ids have not arrived yet."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    collections: CollectionRegistry
+    max_clock_skew_seconds: int = 300
+    gap_timeout_seconds: int = 600
+    lock_ttl_seconds: float = 60.0
+    lock_wait_seconds: float = 5.0
+
+
+def client_owner(db: Database, client_id: str) -> str | None:
+    doc = db[CLIENTS].find_one({"_id": client_id}, {"user": 1})
+    return None if doc is None else doc["user"]
 
 
 def claim_client(db: Database, client_id: str, user: str) -> None:
@@ -43,11 +75,6 @@ def claim_client(db: Database, client_id: str, user: str) -> None:
         )
     if client_owner(db, client_id) != user:
         raise ClientOwnedByAnotherUser(client_id)
-
-
-def client_owner(db: Database, client_id: str) -> str | None:
-    doc = db[CLIENTS].find_one({"_id": client_id}, {"user": 1})
-    return None if doc is None else doc["user"]
 
 
 def submit_batch(
@@ -79,134 +106,189 @@ def submit_batch(
 
 def forget_batch(db: Database, batch_id: str) -> None:
     """Remove a batch that could not be queued, so nothing refers to it."""
-    db[BATCHES].delete_one({"_id": batch_id, "status": QUEUED})
+    db[BATCHES].delete_one({"_id": batch_id})
 
 
 def batch_status(db: Database, batch_id: str, user: str) -> dict[str, Any] | None:
     """The batch as its submitter sees it; None for unknown ids and other users' batches."""
-    doc = db[BATCHES].find_one({"_id": batch_id, "user": user})
-    return None if doc is None else status_view(doc)
+    doc = db[BATCHES].find_one({"_id": batch_id})
+    return None if doc is None or doc["user"] != user else status_view(doc)
 
 
 def status_view(doc: dict[str, Any]) -> dict[str, Any]:
+    final = doc["status"] in FINAL_STATUSES
     return {
         "batch_id": doc["_id"],
         "status": doc["status"],
         "last_mutation_id": doc.get("last_mutation_id"),
-        "results": doc.get("results", []),
+        "results": doc.get("results", []) if final else [],
     }
 
 
-def _next_seq(db: Database, scope: str) -> int:
-    counter = db[SCOPE_SEQUENCES].find_one_and_update(
-        {"_id": scope},
-        {"$inc": {"seq": 1}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    return int(counter["seq"])
+# -- applying one mutation ------------------------------------------------------------------
 
 
-def _apply_put(db: Database, client_id: str, mutation: dict[str, Any], now: datetime) -> int:
-    """Set the record to the mutation's value; return its version. Idempotent per mutation."""
-    scope, collection, key = mutation["scope"], mutation["collection"], mutation["key"]
-    writer = f"{client_id}:{mutation['id']}"
-    rid = record_id(scope, collection, key)
-    try:
-        record = db[RECORDS].find_one_and_update(
-            {"_id": rid, "writer": {"$ne": writer}},
-            {
-                "$set": {
-                    "scope": scope,
-                    "collection": collection,
-                    "key": key,
-                    "value": mutation["value"],
-                    "deleted": False,
-                    "hlc": mutation["hlc"],
-                    "writer": writer,
-                    "seq": _next_seq(db, scope),
-                    "updated_at": now,
-                },
-                "$inc": {"version": 1},
-            },
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+def _rejected(mutation: dict[str, Any], reason: str, **extra: Any) -> dict[str, Any]:
+    return {"id": mutation["id"], "status": "rejected", "reason": reason, **extra}
+
+
+def _relog(writer: ScopeWriter, mutation: dict[str, Any]) -> None:
+    """Give the record a new seq, so the client that wrote it locally pulls the server's truth."""
+    rid = record_id(mutation["scope"], mutation["collection"], mutation["key"])
+    doc = writer.record(rid)
+    if doc is None:  # never existed here: a tombstone tells the client to drop its local copy
+        doc = doc_from_state(
+            mutation["scope"], mutation["collection"], mutation["key"], state_from_doc(None), []
         )
-    except DuplicateKeyError:
-        # The record exists and its latest write is this very mutation: a replay after a crash.
-        record = db[RECORDS].find_one({"_id": rid})
-    return int(record["version"])
+    writer.stage(doc)
 
 
-def _apply_mutation(
+def _validation_errors(config: EngineConfig, mutation: dict[str, Any]) -> Any:
+    spec = config.collections.get(mutation["collection"])
+    if spec is None or spec.schema is None or mutation["op"] == "delete":
+        return None
+    if mutation["op"] == "put":
+        return spec.validation_errors(mutation["value"])
+    present = {k: v for k, v in mutation["value"].items() if v is not None}
+    return spec.schema().validate(present, partial=True) or None
+
+
+def apply_mutation(
     db: Database,
-    collections: CollectionRegistry,
+    writer: ScopeWriter,
+    user: str,
     client_id: str,
     mutation: dict[str, Any],
-    now: datetime,
+    config: EngineConfig,
+    now_ms: int,
 ) -> dict[str, Any]:
-    """Apply one mutation and return its result entry."""
-    spec = collections.get(mutation["collection"])
-    if spec is None:  # the configuration changed after the batch was accepted
-        return {"id": mutation["id"], "status": "rejected", "reason": "unknown_collection"}
-    errors = spec.validation_errors(mutation["value"])
+    """Resolve one mutation against its record and stage the result; return its result entry."""
+    if not membership.can_write(db, user, mutation["scope"]):
+        return _rejected(mutation, "forbidden")  # membership was lost after the push
+    spec = config.collections.get(mutation["collection"])
+    if spec is None:
+        return _rejected(mutation, "unknown_collection")
+    if too_far_ahead(mutation["hlc"], now_ms, config.max_clock_skew_seconds):
+        _relog(writer, mutation)
+        return _rejected(mutation, "clock_skew")
+    errors = _validation_errors(config, mutation)
     if errors:
-        return {
-            "id": mutation["id"],
-            "status": "rejected",
-            "reason": "validation",
-            "errors": errors,
-        }
-    version = _apply_put(db, client_id, mutation, now)
-    return {"id": mutation["id"], "status": "applied", "version": version}
+        _relog(writer, mutation)
+        return _rejected(mutation, "validation", errors=errors)
+
+    rid = record_id(mutation["scope"], mutation["collection"], mutation["key"])
+    doc = writer.record(rid)
+    state = state_from_doc(doc)
+    ref = f"{client_id}:{mutation['id']}"
+    writers = list(doc.get("writers", [])) if doc else []
+    if ref in writers:  # applied by an earlier run of this batch that did not finish
+        return {"id": mutation["id"], "status": "applied", "version": state.version}
+
+    resolver = load_resolver(spec.resolver) if spec.resolver else None
+    outcome = resolve(spec.strategy, state, mutation, resolver)
+    if isinstance(outcome, Rejection):
+        _relog(writer, mutation)
+        extra: dict[str, Any] = {"version": state.version}
+        if outcome.errors is not None:
+            extra["errors"] = outcome.errors
+        if outcome.reason == "conflict":
+            extra["current"] = copy.deepcopy(state.snapshot())
+        return _rejected(mutation, outcome.reason, **extra)
+    if outcome is None:  # superseded by newer writes (lww): accepted, nothing changes
+        return {"id": mutation["id"], "status": "applied", "version": state.version}
+    writer.stage(
+        doc_from_state(
+            mutation["scope"], mutation["collection"], mutation["key"], outcome, [*writers, ref]
+        )
+    )
+    return {"id": mutation["id"], "status": "applied", "version": outcome.version}
+
+
+# -- applying a batch ---------------------------------------------------------------------
+
+
+def _finish(db: Database, batch: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    fields["updated_at"] = datetime.now(UTC)
+    db[BATCHES].update_one({"_id": batch["_id"]}, {"$set": fields})
+    return status_view({**batch, **fields})
 
 
 def apply_batch(
-    db: Database, batch_id: str, collections: CollectionRegistry, now: datetime | None = None
+    db: Database,
+    redis: Redis,
+    batch_id: str,
+    config: EngineConfig,
+    now: datetime | None = None,
+    crash_point: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Apply a queued batch and return its final status. Safe to run again for the same id."""
-    now = now or datetime.now(UTC)
-    batch = db[BATCHES].find_one_and_update(
-        {"_id": batch_id, "status": {"$in": [QUEUED, APPLYING]}},
-        {"$set": {"status": APPLYING, "updated_at": now}},
-        return_document=ReturnDocument.AFTER,
-    )
+    """Apply a stored batch and return its final status. Safe to run again for the same id.
+
+    Raises `GapPending` while earlier mutations of the client are missing (the caller retries
+    later), and `sync.leases.LeaseUnavailable` when another worker holds a needed lock.
+    """
+    hook = crash_point or (lambda _step: None)
+    batch = db[BATCHES].find_one({"_id": batch_id})
     if batch is None:
-        existing = db[BATCHES].find_one({"_id": batch_id})
-        if existing is None:
-            raise LookupError(f"batch {batch_id} does not exist")
-        return status_view(existing)  # already final: a duplicate delivery
+        raise LookupError(f"batch {batch_id} does not exist")
+    if batch["status"] in FINAL_STATUSES:
+        return status_view(batch)  # a duplicate delivery
+    client_id, user = batch["client_id"], batch["user"]
+    mutations = batch["mutations"]
+    scopes = sorted({m["scope"] for m in mutations})
+    names = [f"client:{client_id}"] + [f"scope:{scope}" for scope in scopes]
 
-    client_id = batch["client_id"]
-    ledger = db[CLIENTS].find_one({"_id": client_id}) or {}
-    last = int(ledger.get("last_mutation_id", 0))
-    results: list[dict[str, Any]] = []
-    failure: str | None = None
-    for mutation in batch["mutations"]:
-        mid = mutation["id"]
-        if mid <= last:
-            results.append({"id": mid, "status": "duplicate"})
-            continue
-        if mid != last + 1:
-            failure = "gap"
-            results.append({"id": mid, "status": "rejected", "reason": "gap"})
-            continue
-        result = _apply_mutation(db, collections, client_id, mutation, now)
-        # Advance the ledger only forwards: a replay never moves it back.
-        db[CLIENTS].update_one(
-            {"_id": client_id, "last_mutation_id": {"$lt": mid}},
-            {"$set": {"last_mutation_id": mid}},
-        )
-        last = mid
-        results.append(result)
+    with held(redis, names, config.lock_ttl_seconds, config.lock_wait_seconds) as locks:
+        batch = db[BATCHES].find_one({"_id": batch_id}) or batch
+        if batch["status"] in FINAL_STATUSES:
+            return status_view(batch)
+        now = now or datetime.now(UTC)
+        ledger = db[CLIENTS].find_one({"_id": client_id}) or {}
+        last = int(ledger.get("last_mutation_id", 0))
+        start = batch.get("start_ledger")
+        if start is None:
+            fresh = [m["id"] for m in mutations if m["id"] > last]
+            if fresh and fresh[0] != last + 1:
+                created = batch["created_at"]
+                created = created if created.tzinfo else created.replace(tzinfo=UTC)
+                if (now - created).total_seconds() < config.gap_timeout_seconds:
+                    raise GapPending(f"client {client_id} is at {last}, batch starts at {fresh[0]}")
+                results = [
+                    {"id": m["id"], "status": "duplicate"}
+                    if m["id"] <= last
+                    else _rejected(m, "gap")
+                    for m in mutations
+                ]
+                return _finish(
+                    db, batch, status=FAILED, reason="gap", results=results, last_mutation_id=last
+                )
+            start = last
+            db[BATCHES].update_one(
+                {"_id": batch_id},
+                {"$set": {"status": APPLYING, "start_ledger": start, "updated_at": now}},
+            )
+            hook("after_claim")
 
-    final = {
-        "status": FAILED if failure else APPLIED,
-        "results": results,
-        "last_mutation_id": last,
-        "updated_at": datetime.now(UTC),
-    }
-    if failure:
-        final["reason"] = failure
-    db[BATCHES].update_one({"_id": batch_id}, {"$set": final})
-    return status_view({**batch, **final})
+        results = batch.get("staged_results")
+        if results is None:
+            writers = {scope: ScopeWriter(db, scope) for scope in scopes}
+            now_ms = int(now.timestamp() * 1000)
+            results = [
+                {"id": m["id"], "status": "duplicate"}
+                if m["id"] <= start
+                else apply_mutation(db, writers[m["scope"]], user, client_id, m, config, now_ms)
+                for m in mutations
+            ]
+            ensure_held(locks)
+            for writer in writers.values():
+                writer.commit(hook)
+            db[BATCHES].update_one({"_id": batch_id}, {"$set": {"staged_results": results}})
+            hook("after_results")
+
+        newest = max([last, *(m["id"] for m in mutations)])
+        if newest > last:
+            ensure_held(locks)
+            db[CLIENTS].update_one({"_id": client_id}, {"$set": {"last_mutation_id": newest}})
+            hook("after_ledger")
+        status = _finish(db, batch, status=APPLIED, results=results, last_mutation_id=newest)
+        hook("after_final")
+        return status

@@ -1,27 +1,31 @@
-"""Opaque pull checkpoints: a position in a scope's server order.
+"""Opaque pull checkpoints: a position in a scope's server order, and when it was issued.
 
-Clients must treat them as opaque strings; the format is versioned so it can change.
+Clients must treat them as opaque strings; the format is versioned so it can change. The issue
+time lets the server refuse (410) a checkpoint older than the tombstone horizon: tombstones the
+client would need may have been purged since.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
-_PREFIX = "v1:"
+_FORMAT = re.compile(r"^v1:(?P<seq>[0-9]{1,18}):(?P<issued>[0-9]{13})$")
 
 
 class InvalidCheckpoint(ValueError):
     """The client sent a checkpoint this server did not issue."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Checkpoint:
     seq: int
+    issued_ms: int
 
     def encode(self) -> str:
-        raw = f"{_PREFIX}{self.seq}".encode()
+        raw = f"v1:{self.seq}:{self.issued_ms:013d}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -31,6 +35,7 @@ class Checkpoint:
             raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
         except (binascii.Error, UnicodeError, ValueError):
             raise InvalidCheckpoint("checkpoint is not one this server issued") from None
-        if not raw.startswith(_PREFIX) or not raw[len(_PREFIX) :].isdigit():
+        match = _FORMAT.match(raw)
+        if match is None:
             raise InvalidCheckpoint("checkpoint is not one this server issued")
-        return cls(int(raw[len(_PREFIX) :]))
+        return cls(int(match.group("seq")), int(match.group("issued")))

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.database import Database
 
+from sync.batches import CLIENTS
 from sync.checkpoint import Checkpoint
-from sync.store import CLIENTS, RECORDS
+from sync.scopelog import read_page
+
+
+class ResyncRequired(Exception):
+    """The checkpoint is older than the tombstone horizon: the client must sync from scratch."""
 
 
 def pull_scope(
@@ -18,26 +22,21 @@ def pull_scope(
     checkpoint: str | None,
     collections: list[str] | None,
     limit: int,
+    now_ms: int,
+    horizon_seconds: int,
 ) -> dict[str, Any]:
     """One page of one scope. A `None` checkpoint is an initial sync: live records only."""
-    query: dict[str, Any] = {"scope": scope}
     start = Checkpoint.decode(checkpoint) if checkpoint is not None else None
-    if start is not None:
-        query["seq"] = {"$gt": start.seq}
-    else:
-        query["deleted"] = False
-    if collections:
-        query["collection"] = {"$in": collections}
-
-    docs = list(
-        db[RECORDS]
-        .find(query, {"collection": 1, "key": 1, "value": 1, "deleted": 1, "version": 1, "seq": 1})
-        .sort("seq", ASCENDING)
-        .limit(limit + 1)
+    if start is not None and now_ms - start.issued_ms > horizon_seconds * 1000:
+        raise ResyncRequired(scope)
+    docs, position, has_more = read_page(
+        db,
+        scope,
+        after_seq=start.seq if start else 0,
+        limit=limit,
+        collections=collections,
+        live_only=start is None,
     )
-    has_more = len(docs) > limit
-    docs = docs[:limit]
-    position = docs[-1]["seq"] if docs else (start.seq if start else 0)
     return {
         "changes": [
             {
@@ -49,7 +48,7 @@ def pull_scope(
             }
             for d in docs
         ],
-        "checkpoint": Checkpoint(position).encode(),
+        "checkpoint": Checkpoint(position, now_ms).encode(),
         "has_more": has_more,
     }
 
@@ -66,12 +65,15 @@ def pull(
     scopes: Mapping[str, str | None],
     collections: list[str] | None,
     limit: int,
+    now_ms: int,
+    horizon_seconds: int,
 ) -> dict[str, Any]:
-    # Read the ledger first: every effect it acknowledges is already in the records read next.
+    # Read the ledger first: the effects it acknowledges were committed before it moved (G4b).
     acknowledged = last_mutation_id(db, client_id)
     return {
         "scopes": {
-            scope: pull_scope(db, scope, cp, collections, limit) for scope, cp in scopes.items()
+            scope: pull_scope(db, scope, cp, collections, limit, now_ms, horizon_seconds)
+            for scope, cp in scopes.items()
         },
         "last_mutation_id": acknowledged,
     }

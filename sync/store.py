@@ -14,11 +14,6 @@ import threading
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
-BATCHES = "sync_batches"
-CLIENTS = "sync_clients"
-RECORDS = "sync_records"
-SCOPE_SEQUENCES = "sync_scope_sequences"
-
 
 class MongoHandle:
     """A process-local MongoClient, created on first use and again after a fork."""
@@ -58,8 +53,13 @@ class MongoHandle:
 
 
 def ensure_indexes(db: Database) -> None:
-    """Create the indexes every sync query relies on. Idempotent."""
-    # Pull walks a scope in server order: (scope, seq) serves both the filter and the sort.
+    """Create the indexes the sync queries rely on (on MongoDB; FerretDB 1.24 scans anyway)."""
+    from sync.batches import BATCHES
+    from sync.membership import MEMBERS
+    from sync.scopelog import RECORDS
+
+    # Pull and crash recovery walk a scope in server order: (scope, seq) serves filter and sort.
     db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")
-    # Batch status is read by id and owner; the owner check rides on the _id lookup.
+    db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")
+    # Housekeeping finds stuck and expired batches by status and age.
     db[BATCHES].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_age")

@@ -77,6 +77,9 @@ def test_env(management_url: str) -> dict[str, str]:
         "ADMIN_API_KEY": secrets.token_urlsafe(32),
         "RABBITMQ_MANAGEMENT_URL": management_url,
         "LOG_LEVEL": "INFO",
+        # Short enough that the gap tests finish quickly, long enough for out-of-order arrivals.
+        "GAP_TIMEOUT": "4",
+        "OFFGRID_FAULT_INJECTION": "1",
     }
     return env
 

@@ -9,7 +9,10 @@ import functools
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from redis import Redis
 
+from config import Settings
+from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, load_collections
 from sync.store import MongoHandle, ensure_indexes
 from workers.factory import DEAD_LETTER_QUEUE, create_celery
@@ -20,7 +23,28 @@ celery_app = create_celery()
 @functools.cache
 def collections() -> CollectionRegistry:
     """The declared collections, loaded once per process."""
-    return load_collections(celery_app.offgrid_settings.collections_module)  # type: ignore[attr-defined]
+    return load_collections(settings().collections_module)
+
+
+def settings() -> Settings:
+    return celery_app.offgrid_settings  # type: ignore[attr-defined]
+
+
+@functools.cache
+def engine_config() -> EngineConfig:
+    s = settings()
+    return EngineConfig(
+        collections=collections(),
+        max_clock_skew_seconds=s.max_clock_skew_seconds,
+        gap_timeout_seconds=s.gap_timeout_seconds,
+        lock_ttl_seconds=float(s.lock_ttl_seconds),
+    )
+
+
+@functools.cache
+def redis_client() -> Redis:
+    # redis-py's pool notices a fork and reconnects in the child, so one client is enough.
+    return Redis.from_url(settings().redis_url, socket_timeout=10, socket_connect_timeout=5)
 
 
 def mongo() -> MongoHandle:

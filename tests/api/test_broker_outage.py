@@ -9,7 +9,7 @@ from pymongo.database import Database
 
 from api import create_app
 from config import Settings
-from sync.store import BATCHES
+from sync.batches import BATCHES
 from tests.sync_client import SyncTestClient
 
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from pymongo.database import Database
 
-from sync.store import BATCHES
+from sync.batches import BATCHES
 
 
 def _push_body(client_id: str, **mutation: Any) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""Admin API (SPEC §2): members of shared scopes. Requires an API key with the `admin` scope."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.errors import APIError
+from sync import membership
+
+F = TypeVar("F", bound=Callable[..., Any])
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
+_USER = re.compile(r"^[^\s\x00-\x1f|]{1,200}$")
+
+
+def require_admin(view: F) -> F:
+    """Accept the bootstrap `ADMIN_API_KEY` in `X-API-Key` (compared in constant time)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get("X-API-Key", "")
+        if not key:
+            raise APIError(401, "unauthorized", "an X-API-Key header is required")
+        expected = current_app.extensions["offgrid.settings"].admin_api_key
+        if not hmac.compare_digest(key.encode(), expected.encode()):
+            raise APIError(401, "unauthorized", "invalid API key")
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _shared_scope(scope: str) -> str:
+    if not membership.SCOPE_PATTERN.match(scope):
+        raise APIError(400, "invalid_scope", "a scope looks like <kind>:<id>, e.g. team:42")
+    if membership.is_personal(scope):
+        raise APIError(
+            400, "invalid_scope", "personal scopes (user:<sub>) have no members to manage"
+        )
+    return scope
+
+
+class RoleSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(membership.ROLES))
+
+
+class MemberSchema(Schema):
+    user = fields.String(required=True)
+    role = fields.String(required=True)
+
+
+class MembersSchema(Schema):
+    scope = fields.String(required=True)
+    members = fields.List(fields.Nested(MemberSchema), required=True)
+
+
+def _db() -> Any:
+    return current_app.extensions["offgrid.mongo"].db
+
+
+@blp.route("/scopes/<string:scope>/members/<string:user>", methods=["PUT", "DELETE"])
+class Member(MethodView):
+    @require_admin
+    @blp.arguments(RoleSchema)
+    @blp.response(200, MemberSchema)
+    @blp.alt_response(201, schema=MemberSchema, description="The member was added")
+    def put(self, body: dict[str, Any], scope: str, user: str) -> Any:
+        """Add a member to a shared scope, or change their role."""
+        scope = _shared_scope(scope)
+        if not _USER.match(user):
+            raise APIError(400, "invalid_user", "a user id is 1-200 printable characters, no |")
+        created = membership.set_member(_db(), scope, user, body["role"])
+        return {"user": user, "role": body["role"]}, 201 if created else 200
+
+    @require_admin
+    @blp.response(204)
+    def delete(self, scope: str, user: str) -> Any:
+        """Remove a member; their next pull and push lose the scope at once."""
+        scope = _shared_scope(scope)
+        if not membership.remove_member(_db(), scope, user):
+            raise APIError(404, "not_found", f"{user!r} is not a member of {scope!r}")
+        return None
+
+
+@blp.route("/scopes/<string:scope>/members", methods=["GET"])
+class Members(MethodView):
+    @require_admin
+    @blp.response(200, MembersSchema)
+    def get(self, scope: str) -> Any:
+        """The members of a shared scope and their roles."""
+        scope = _shared_scope(scope)
+        return {"scope": scope, "members": membership.list_members(_db(), scope)}
