@@ -209,3 +209,20 @@ def sync_client(client: FlaskClient, make_token: Any, user: str, client_id: str)
     from tests.sync_client import SyncTestClient
 
     return SyncTestClient(client, make_token(user), client_id, user)
+
+
+@pytest.fixture
+def new_client(client: FlaskClient, make_token: Any) -> Any:
+    """Make another app install: `new_client(user=None)`, a fresh user unless one is given."""
+    from tests.sync_client import SyncTestClient
+
+    def make(user: str | None = None) -> SyncTestClient:
+        user = user or f"user-{uuid.uuid4().hex[:12]}"
+        return SyncTestClient(client, make_token(user), f"device-{uuid.uuid4().hex[:12]}", user)
+
+    return make
+
+
+@pytest.fixture
+def admin(settings: Settings) -> dict[str, str]:
+    return {"X-API-Key": settings.admin_api_key}

@@ -17,24 +17,64 @@ class SyncTestClient:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.next_id = 1
         self._counter = 0
+        self._last_ms = 0
 
     def hlc(self) -> str:
-        self._counter += 1
-        return f"{int(time.time() * 1000):013d}-{self._counter % 0x10000:04x}-{self.client_id}"
+        """A hybrid logical clock reading: never goes backwards for this client."""
+        now = int(time.time() * 1000)
+        if now > self._last_ms:
+            self._last_ms, self._counter = now, 0
+        else:
+            self._counter += 1
+        return f"{self._last_ms:013d}-{self._counter:04x}-{self.client_id}"
 
-    def put(self, key: str, value: dict[str, Any], collection: str = "notes", **extra: Any) -> dict:
-        mutation = {
+    def mutation(
+        self,
+        op: str,
+        key: str,
+        value: dict[str, Any] | None = None,
+        collection: str = "notes",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The next mutation of this client (ids 1, 2, 3, ... and increasing HLCs)."""
+        mutation: dict[str, Any] = {
             "id": self.next_id,
             "scope": self.scope,
             "collection": collection,
             "key": key,
-            "op": "put",
-            "value": value,
+            "op": op,
             "hlc": self.hlc(),
             **extra,
         }
+        if value is not None:
+            mutation["value"] = value
         self.next_id += 1
         return mutation
+
+    def put(self, key: str, value: dict[str, Any], collection: str = "notes", **extra: Any) -> dict:
+        return self.mutation("put", key, value, collection, **extra)
+
+    def patch(
+        self, key: str, value: dict[str, Any], collection: str = "notes", **extra: Any
+    ) -> dict:
+        return self.mutation("patch", key, value, collection, **extra)
+
+    def delete(self, key: str, collection: str = "notes", **extra: Any) -> dict:
+        return self.mutation("delete", key, None, collection, **extra)
+
+    def pull_all(self, scope: str | None = None, checkpoint: str | None = None) -> tuple[dict, str]:
+        """Pull a scope to `has_more: false`: ({(collection, key): change}, checkpoint)."""
+        scope = scope or self.scope
+        records: dict[tuple[str, str], dict[str, Any]] = {}
+        while True:
+            reply = self.pull({scope: checkpoint})
+            assert reply.status_code == 200, reply.get_data(as_text=True)
+            page = reply.get_json()["scopes"][scope]
+            for change in page["changes"]:
+                records[(change["collection"], change["key"])] = change
+            checkpoint = page["checkpoint"]
+            if not page["has_more"]:
+                return records, checkpoint
 
     def push(self, mutations: list[dict], wait: int | None = None) -> Any:
         headers = dict(self.headers)

@@ -1,0 +1,192 @@
+"""The SPEC §2 protocol end to end through RabbitMQ and a real worker: ops, strategies, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from api import create_app
+from config import Settings
+from tests.sync_client import SyncTestClient
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _results(reply: Any) -> list[dict[str, Any]]:
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    body = reply.get_json()
+    assert body["status"] == "applied", body
+    return body["results"]
+
+
+def test_patch_merges_and_null_removes_a_field(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    _results(c.push([c.put("n1", {"a": 1, "b": 2}), c.patch("n1", {"b": None, "c": 3})], wait=20))
+    records, _ = c.pull_all()
+    assert records[("notes", "n1")]["value"] == {"a": 1, "c": 3}
+
+
+def test_delete_leaves_a_tombstone_and_a_later_put_revives(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    _results(c.push([c.put("n1", {"a": 1})], wait=20))
+    _, checkpoint = c.pull_all()
+    _results(c.push([c.delete("n1")], wait=20))
+    changes, checkpoint = c.pull_all(checkpoint=checkpoint)
+    assert changes[("notes", "n1")]["deleted"] is True
+    assert changes[("notes", "n1")]["value"] is None
+    initial, _ = c.pull_all()
+    assert ("notes", "n1") not in initial  # an initial sync returns live records only
+    _results(c.push([c.put("n1", {"a": 2})], wait=20))
+    changes, _ = c.pull_all(checkpoint=checkpoint)
+    assert changes[("notes", "n1")] == {
+        "collection": "notes",
+        "key": "n1",
+        "value": {"a": 2},
+        "deleted": False,
+        "version": 3,
+    }
+
+
+def test_lww_keeps_concurrent_edits_of_different_fields(new_client: Any, admin: Any) -> None:
+    alice, bob = new_client(), new_client()
+    scope = f"team:{alice.user}"
+    for member in (alice, bob):
+        member.scope = scope
+        reply = alice.http.put(
+            f"/v1/admin/scopes/{scope}/members/{member.user}",
+            json={"role": "writer"},
+            headers=admin,
+        )
+        assert reply.status_code in (200, 201)
+    _results(alice.push([alice.put("doc", {"title": "draft", "body": "x"})], wait=20))
+    # Both edit offline; bob's clock is later for `body`, alice's later for `title`.
+    bob_edit = bob.patch("doc", {"body": "bob's text"})
+    time.sleep(0.01)
+    alice_edit = alice.patch("doc", {"title": "final"})
+    _results(alice.push([alice_edit], wait=20))
+    _results(bob.push([bob_edit], wait=20))
+    records, _ = alice.pull_all(scope)
+    assert records[("notes", "doc")]["value"] == {"title": "final", "body": "bob's text"}
+
+
+def test_server_wins_rejects_a_stale_base_version_with_the_current_record(
+    sync_client: SyncTestClient,
+) -> None:
+    c = sync_client
+    account = {"name": "cash", "balance_cents": 100}
+    first = _results(c.push([c.put("acc", account, "accounts", base_version=0)], wait=20))
+    assert first == [{"id": 1, "status": "applied", "version": 1}]
+    ok = _results(
+        c.push(
+            [c.put("acc", {**account, "balance_cents": 90}, "accounts", base_version=1)], wait=20
+        )
+    )
+    assert ok[0]["version"] == 2
+    stale = _results(
+        c.push([c.put("acc", {**account, "balance_cents": 0}, "accounts", base_version=1)], wait=20)
+    )
+    assert stale[0]["status"] == "rejected"
+    assert stale[0]["reason"] == "conflict"
+    assert stale[0]["current"] == {"name": "cash", "balance_cents": 90}
+    assert stale[0]["version"] == 2
+
+
+def test_clock_too_far_ahead_is_rejected(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    future = int(time.time() * 1000) + 3600_000
+    mutation = c.put("n1", {"a": 1})
+    mutation["hlc"] = f"{future:013d}-0000-{c.client_id}"
+    assert _results(c.push([mutation], wait=20))[0]["reason"] == "clock_skew"
+    assert c.pull_all()[0] == {}
+
+
+def test_g2_batches_arriving_out_of_order_apply_in_id_order(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    early = [c.put("k", {"n": "first"}), c.patch("k", {"seen": ["first"]})]
+    late = [c.patch("k", {"n": "second"}), c.patch("k", {"seen": ["first", "second"]})]
+    waiting = c.push(late)  # ids 3-4 arrive first: they wait for 1-2
+    assert waiting.status_code == 202
+    time.sleep(0.5)
+    assert c.status(waiting.get_json()["batch_id"]).get_json()["status"] == "queued"
+    _results(c.push(early, wait=20))
+    final = c.wait_final(waiting.get_json()["batch_id"])
+    assert [r["status"] for r in final["results"]] == ["applied", "applied"]
+    assert final["last_mutation_id"] == 4
+    records, _ = c.pull_all()
+    assert records[("notes", "k")]["value"] == {"n": "second", "seen": ["first", "second"]}
+
+
+def test_g4_a_rejected_write_is_corrected_by_the_next_pull(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    account = {"name": "cash", "balance_cents": 100}
+    _results(c.push([c.put("acc", account, "accounts", base_version=0)], wait=20))
+    _, checkpoint = c.pull_all()
+    # The client changed the record locally with a stale base; the server refuses it.
+    result = _results(
+        c.push([c.put("acc", {"name": "mine", "balance_cents": 1}, "accounts", base_version=7)], 20)
+    )
+    assert result[0]["reason"] == "conflict"
+    changes, _ = c.pull_all(checkpoint=checkpoint)
+    assert changes[("accounts", "acc")]["value"] == account
+    # A rejected create of a record that does not exist comes back as deleted.
+    bad = _results(c.push([c.put("t9", {"title": ""}, "todos")], wait=20))
+    assert bad[0]["reason"] == "validation"
+    changes, _ = c.pull_all(checkpoint=checkpoint)
+    assert changes[("todos", "t9")]["deleted"] is True
+
+
+def test_g4b_last_mutation_id_never_runs_ahead_of_visible_effects(
+    sync_client: SyncTestClient,
+) -> None:
+    c = sync_client
+    batch = c.push([c.put(f"k{i}", {"i": i}) for i in range(30)]).get_json()["batch_id"]
+    seen: dict[tuple[str, str], Any] = {}
+    checkpoint = None
+    while True:
+        body = c.pull({c.scope: checkpoint}).get_json()
+        page = body["scopes"][c.scope]
+        seen.update({(x["collection"], x["key"]): x for x in page["changes"]})
+        checkpoint = page["checkpoint"]
+        acknowledged = body["last_mutation_id"]
+        # Every acknowledged mutation's effect is in what this client now holds.
+        assert all(("notes", f"k{i}") in seen for i in range(acknowledged)), acknowledged
+        if acknowledged == 30 and not page["has_more"]:
+            break
+    assert c.wait_final(batch)["status"] == "applied"
+
+
+def test_checkpoint_past_the_tombstone_horizon_is_410(
+    settings: Settings, sync_client: SyncTestClient
+) -> None:
+    c = sync_client
+    _results(c.push([c.put("k", {"v": 1})], wait=20))
+    _, checkpoint = c.pull_all()
+    short = create_app(dataclasses.replace(settings, tombstone_horizon_seconds=1)).test_client()
+    time.sleep(1.2)
+    reply = short.post(
+        "/v1/sync/pull",
+        json={"client_id": c.client_id, "scopes": {c.scope: checkpoint}},
+        headers=c.headers,
+    )
+    assert reply.status_code == 410
+    assert reply.get_json()["error"]["code"] == "resync_required"
+    assert c.pull({c.scope: checkpoint}).status_code == 200  # within the normal horizon
+
+
+def test_pull_of_several_scopes_in_one_request(new_client: Any, admin: Any) -> None:
+    alice = new_client()
+    team = f"team:{alice.user}"
+    alice.http.put(
+        f"/v1/admin/scopes/{team}/members/{alice.user}", json={"role": "writer"}, headers=admin
+    )
+    own = alice.put("mine", {"v": 1})
+    shared = alice.put("ours", {"v": 2})
+    shared["scope"] = team
+    _results(alice.push([own, shared], wait=20))
+    body = alice.pull({alice.scope: None, team: None}, collections=["notes"]).get_json()
+    assert [c["key"] for c in body["scopes"][alice.scope]["changes"]] == ["mine"]
+    assert [c["key"] for c in body["scopes"][team]["changes"]] == ["ours"]
+    assert body["last_mutation_id"] == 2
