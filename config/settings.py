@@ -129,5 +129,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_delivery_limit=_int(env, "TASK_DELIVERY_LIMIT", 10, minimum=1),
         gap_timeout_seconds=_int(env, "GAP_TIMEOUT", 600, minimum=1),
         tombstone_horizon_seconds=_int(env, "TOMBSTONE_HORIZON", 30 * 86400, minimum=1),
-        lock_ttl_seconds=_int(env, "LOCK_TTL", 60, minimum=5),
+        lock_ttl_seconds=_int(env, "LOCK_TTL", 30, minimum=2),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from sync import membership
 from sync.collections import CollectionRegistry
 from sync.conflicts import Rejection, load_resolver, resolve
 from sync.hlc import too_far_ahead
-from sync.leases import ensure_held, held
+from sync.leases import ensure_held, held, refresh
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
 BATCHES = "sync_batches"
@@ -55,8 +56,8 @@ class EngineConfig:
     collections: CollectionRegistry
     max_clock_skew_seconds: int = 300
     gap_timeout_seconds: int = 600
-    lock_ttl_seconds: float = 60.0
-    lock_wait_seconds: float = 5.0
+    lock_ttl_seconds: float = 30.0
+    lock_wait_seconds: float = 2.0
 
 
 def client_owner(db: Database, client_id: str) -> str | None:
@@ -272,12 +273,18 @@ def apply_batch(
         if results is None:
             writers = {scope: ScopeWriter(db, scope) for scope in scopes}
             now_ms = int(now.timestamp() * 1000)
-            results = [
-                {"id": m["id"], "status": "duplicate"}
-                if m["id"] <= start
-                else apply_mutation(db, writers[m["scope"]], user, client_id, m, config, now_ms)
-                for m in mutations
-            ]
+            results = []
+            refreshed = time.monotonic()
+            for m in mutations:
+                if m["id"] <= start:
+                    results.append({"id": m["id"], "status": "duplicate"})
+                    continue
+                results.append(
+                    apply_mutation(db, writers[m["scope"]], user, client_id, m, config, now_ms)
+                )
+                if time.monotonic() - refreshed > config.lock_ttl_seconds / 3:
+                    refresh(locks)  # a long batch keeps its locks; a dead worker's expire
+                    refreshed = time.monotonic()
             ensure_held(locks)
             for writer in writers.values():
                 writer.commit(hook)

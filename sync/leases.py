@@ -44,6 +44,15 @@ def held(redis: Redis, names: list[str], ttl: float, wait: float) -> Iterator[li
                 lock.release()
 
 
+def refresh(locks: list[Lock]) -> None:
+    """Restart every lock's time to live; raise `LeaseLost` if one already expired."""
+    for lock in locks:
+        try:
+            lock.reacquire()
+        except LockError:
+            raise LeaseLost(lock.name) from None
+
+
 def ensure_held(locks: list[Lock]) -> None:
     """Raise `LeaseLost` unless every lock is still ours; call right before committing."""
     for lock in locks:

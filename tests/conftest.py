@@ -80,6 +80,8 @@ def test_env(management_url: str) -> dict[str, str]:
         # Short enough that the gap tests finish quickly, long enough for out-of-order arrivals.
         "GAP_TIMEOUT": "4",
         "OFFGRID_FAULT_INJECTION": "1",
+        # A killed worker's locks expire after this; the fault-injection tests wait for it.
+        "LOCK_TTL": "3",
     }
     return env
 
