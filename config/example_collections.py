@@ -3,11 +3,15 @@
 - `todos`: a schema'd collection resolved field by field, last writer wins (`lww`).
 - `accounts`: optimistic concurrency (`server_wins`): a write must name the version it saw.
 - `notes`: schemaless, `lww`.
+- `counters`: a `custom` strategy: clients send increments, the server keeps the total.
 """
+
+from typing import Any
 
 from marshmallow import Schema, fields, validate
 
 from sync.collections import CollectionSpec
+from sync.conflicts import Rejection
 
 
 class TodoSchema(Schema):
@@ -22,8 +26,32 @@ class AccountSchema(Schema):
     balance_cents = fields.Integer(required=True)
 
 
+class CounterSchema(Schema):
+    delta = fields.Integer(required=True, strict=True)
+
+
+def add_delta(current: dict[str, Any] | None, mutation: dict[str, Any]) -> Any:
+    """`custom` resolver: a put carries {"delta": n}; the record keeps {"total": sum}.
+
+    Increments commute, so offline clients never lose each other's counts; a total may not go
+    below zero. Return the new value, None to delete, or a `Rejection`.
+    """
+    if mutation["op"] == "delete":
+        return None
+    total = (current or {}).get("total", 0) + mutation["value"]["delta"]
+    if total < 0:
+        return Rejection("below_zero")
+    return {"total": total}
+
+
 COLLECTIONS = [
     CollectionSpec("todos", schema=TodoSchema, strategy="lww"),
     CollectionSpec("accounts", schema=AccountSchema, strategy="server_wins"),
     CollectionSpec("notes"),
+    CollectionSpec(
+        "counters",
+        schema=CounterSchema,
+        strategy="custom",
+        resolver="config.example_collections.add_delta",
+    ),
 ]

@@ -190,3 +190,23 @@ def test_pull_of_several_scopes_in_one_request(new_client: Any, admin: Any) -> N
     assert [c["key"] for c in body["scopes"][alice.scope]["changes"]] == ["mine"]
     assert [c["key"] for c in body["scopes"][team]["changes"]] == ["ours"]
     assert body["last_mutation_id"] == 2
+
+
+def test_custom_strategy_adds_increments_from_several_clients(
+    new_client: Any, admin: dict[str, str]
+) -> None:
+    alice, bob = new_client(), new_client()
+    scope = f"team:{alice.user}"
+    for member in (alice, bob):
+        alice.http.put(
+            f"/v1/admin/scopes/{scope}/members/{member.user}",
+            json={"role": "writer"},
+            headers=admin,
+        )
+        member.scope = scope
+    _results(alice.push([alice.put("likes", {"delta": 2}, "counters")], wait=20))
+    _results(bob.push([bob.put("likes", {"delta": 3}, "counters")], wait=20))
+    below = _results(alice.push([alice.put("likes", {"delta": -9}, "counters")], wait=20))
+    assert below[0] == {"id": 2, "status": "rejected", "reason": "below_zero", "version": 2}
+    records, _ = bob.pull_all(scope)
+    assert records[("counters", "likes")]["value"] == {"total": 5}
