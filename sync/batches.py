@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -155,16 +156,15 @@ def _validation_errors(config: EngineConfig, mutation: dict[str, Any]) -> Any:
 
 
 def apply_mutation(
-    db: Database,
     writer: ScopeWriter,
-    user: str,
+    may_write: bool,
     client_id: str,
     mutation: dict[str, Any],
     config: EngineConfig,
     now_ms: int,
 ) -> dict[str, Any]:
     """Resolve one mutation against its record and stage the result; return its result entry."""
-    if not membership.can_write(db, user, mutation["scope"]):
+    if not may_write:
         return _rejected(mutation, "forbidden")  # membership was lost after the push
     spec = config.collections.get(mutation["collection"])
     if spec is None:
@@ -185,7 +185,7 @@ def apply_mutation(
     if ref in writers:  # applied by an earlier run of this batch that did not finish
         return {"id": mutation["id"], "status": "applied", "version": state.version}
 
-    resolver = load_resolver(spec.resolver) if spec.resolver else None
+    resolver = _resolver(spec.resolver) if spec.resolver else None
     outcome = resolve(spec.strategy, state, mutation, resolver)
     if isinstance(outcome, Rejection):
         _relog(writer, mutation)
@@ -203,6 +203,11 @@ def apply_mutation(
         )
     )
     return {"id": mutation["id"], "status": "applied", "version": outcome.version}
+
+
+@functools.cache
+def _resolver(dotted: str) -> Any:
+    return load_resolver(dotted)
 
 
 # -- applying a batch ---------------------------------------------------------------------
@@ -272,6 +277,17 @@ def apply_batch(
         results = batch.get("staged_results")
         if results is None:
             writers = {scope: ScopeWriter(db, scope) for scope in scopes}
+            for scope, writer in writers.items():
+                writer.prefetch(
+                    [
+                        record_id(scope, m["collection"], m["key"])
+                        for m in mutations
+                        if m["scope"] == scope and m["id"] > start
+                    ]
+                )
+            # Membership is read once per batch, when it is applied (it may have changed since
+            # the push was accepted).
+            allowed = {scope: membership.can_write(db, user, scope) for scope in scopes}
             now_ms = int(now.timestamp() * 1000)
             results = []
             refreshed = time.monotonic()
@@ -280,7 +296,9 @@ def apply_batch(
                     results.append({"id": m["id"], "status": "duplicate"})
                     continue
                 results.append(
-                    apply_mutation(db, writers[m["scope"]], user, client_id, m, config, now_ms)
+                    apply_mutation(
+                        writers[m["scope"]], allowed[m["scope"]], client_id, m, config, now_ms
+                    )
                 )
                 if time.monotonic() - refreshed > config.lock_ttl_seconds / 3:
                     refresh(locks)  # a long batch keeps its locks; a dead worker's expire

@@ -23,6 +23,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from sync.conflicts import RecordState
 
@@ -94,7 +95,17 @@ class ScopeWriter:
             .sort("seq", ASCENDING)
         )
         for doc in orphans:
+            self._loaded[doc["_id"]] = doc
             self.stage(doc)
+
+    def prefetch(self, rids: list[str]) -> None:
+        """Load many records in one query (index lookups on MongoDB, one scan on FerretDB)."""
+        wanted = [rid for rid in set(rids) if rid not in self._loaded and rid not in self._staged]
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            found = {d["_id"]: d for d in self.db[RECORDS].find({"_id": {"$in": chunk}})}
+            for rid in chunk:
+                self._loaded[rid] = found.get(rid)
 
     def record(self, rid: str) -> dict[str, Any] | None:
         """The record's document as this writer will leave it (staged, else stored)."""
@@ -115,7 +126,23 @@ class ScopeWriter:
         if not self._staged:
             return
         hook = crash_point or (lambda _step: None)
-        for doc in sorted(self._staged.values(), key=lambda d: d["seq"]):
+        # New records go in one insert_many (a bulk insert is cheap everywhere); changed ones are
+        # replaced one by one (FerretDB 1.24 hangs on multi-statement updates).
+        staged = sorted(self._staged.values(), key=lambda d: d["seq"])
+        new = [d for d in staged if self._loaded.get(d["_id"]) is None]
+        changed = [d for d in staged if self._loaded.get(d["_id"]) is not None]
+        if new:
+            try:
+                self.db[RECORDS].insert_many(new, ordered=False)
+            except BulkWriteError as exc:
+                # Written by an earlier run that crashed (the record exists already): replace.
+                errors = exc.details["writeErrors"]
+                failed = {new[e["index"]]["_id"] for e in errors if e["code"] == 11000}
+                if len(failed) != len(errors):
+                    raise
+                changed += [d for d in new if d["_id"] in failed]
+            hook("after_record_write")
+        for doc in changed:
             self.db[RECORDS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
             hook("after_record_write")
         self.committed_seq = self.next_seq - 1

@@ -1,0 +1,141 @@
+"""B1: end-to-end apply throughput against raw pymongo upserts, in the same run.
+
+Engine: HTTP pushes (gunicorn) of put mutations from several clients, until pulls show every
+mutation acknowledged. Baseline: the same documents upserted with raw pymongo `bulk_write`
+into the same server. Ratio = engine mutations/s ÷ raw documents/s (target ≥ 0.5).
+Worker RSS is read before and after the run (target: under +50 MB).
+
+    ./dev services && set -a && . .dev/app.env && set +a
+    .venv/bin/python bench/b1_apply.py --mutations 4000 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+import uuid
+
+import httpx
+import jwt
+from pymongo import MongoClient, UpdateOne
+
+from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
+
+BATCH = 500
+CLIENTS = 4
+# FerretDB 1.24 wedges on multi-statement updates past ~100 statements; 50 is safe on both.
+RAW_CHUNK = 50
+
+
+def engine_run(base: str, env: dict[str, str], mutations: int) -> float:
+    run = uuid.uuid4().hex[:8]
+    users = [f"bench-{run}-{i}" for i in range(CLIENTS)]
+    headers = {
+        u: {
+            "Authorization": "Bearer "
+            + jwt.encode({"sub": u}, env["JWT_SECRET"], algorithm="HS256")
+        }
+        for u in users
+    }
+    per_client = mutations // CLIENTS
+    now = int(time.time() * 1000)
+    http = httpx.Client(timeout=60)
+    start = time.perf_counter()
+    for first in range(1, per_client + 1, BATCH):
+        for u in users:
+            client_id = f"dev-{u}"
+            batch = [
+                {
+                    "id": i,
+                    "scope": f"user:{u}",
+                    "collection": "notes",
+                    "key": f"k{i}",
+                    "op": "put",
+                    "value": {"title": f"note {i}", "done": False, "n": i},
+                    "hlc": f"{now:013d}-{i % 65536:04x}-{client_id}",
+                }
+                for i in range(first, min(first + BATCH, per_client + 1))
+            ]
+            reply = http.post(
+                f"{base}/v1/sync/push",
+                json={"client_id": client_id, "mutations": batch},
+                headers=headers[u],
+            )
+            reply.raise_for_status()
+    pending = set(users)
+    while pending:
+        for u in list(pending):
+            body = http.post(
+                f"{base}/v1/sync/pull",
+                json={"client_id": f"dev-{u}", "scopes": {f"user:{u}": None}, "limit": 1},
+                headers=headers[u],
+            ).json()
+            if body["last_mutation_id"] == per_client:
+                pending.discard(u)
+        time.sleep(0.05)
+    return per_client * CLIENTS / (time.perf_counter() - start)
+
+
+def raw_run(env: dict[str, str], mutations: int) -> float:
+    db = MongoClient(env["MONGODB_URL"])[f"{env['MONGODB_URL'].rsplit('/', 1)[1]}"]
+    db.drop_collection("bench_raw")
+    run = uuid.uuid4().hex[:8]
+    ops = [
+        UpdateOne(
+            {"_id": f"user:raw-{run}|notes|k{i}"},
+            {
+                "$set": {
+                    "scope": f"user:raw-{run}",
+                    "collection": "notes",
+                    "key": f"k{i}",
+                    "value": {"title": f"note {i}", "done": False, "n": i},
+                    "version": 1,
+                }
+            },
+            upsert=True,
+        )
+        for i in range(mutations)
+    ]
+    start = time.perf_counter()
+    for chunk in range(0, len(ops), RAW_CHUNK):
+        db.bench_raw.bulk_write(ops[chunk : chunk + RAW_CHUNK], ordered=False)
+    return mutations / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mutations", type=int, default=4000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    rows = []
+    for count in args.workers:
+        env = bench_env(f"b1w{count}")
+        MongoClient(env["MONGODB_URL"]).drop_database(f"offgrid_b1w{count}")
+        procs = Processes()
+        try:
+            workers = start_workers(procs, env, count)
+            base = start_api(procs, env, 18100 + count)
+            engine_run(base, env, CLIENTS * 10)  # warm up connections and indexes
+            before = sum(rss_mb(w.pid) for w in workers)
+            engine = engine_run(base, env, args.mutations)
+            after = sum(rss_mb(w.pid) for w in workers)
+            raw = raw_run(env, args.mutations)
+        finally:
+            procs.stop()
+        rows.append((count, engine, raw, before, after))
+    print(
+        f"B1 apply, {datetime.date.today()}, --mutations {args.mutations}, "
+        f"{CLIENTS} clients, batches of {BATCH}\n"
+    )
+    print("| workers | engine mutations/s | raw upserts/s | ratio | worker RSS before → after MB |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for count, engine, raw, before, after in rows:
+        ratio = engine / raw
+        print(
+            f"| {count} | {engine:,.0f} | {raw:,.0f} | {ratio:.2f} | {before:.0f} → {after:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

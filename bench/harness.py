@@ -1,0 +1,141 @@
+"""Shared pieces of the benchmarks: an isolated vhost/database, real workers and a real API.
+
+Benchmarks run against the services `./dev services` started (never mocks), in their own
+RabbitMQ vhost and MongoDB database so they neither disturb nor see a dev stack.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def bench_env(name: str) -> dict[str, str]:
+    """Environment for an isolated run: vhost and database `offgrid_<name>`, fresh."""
+    for var in ("MONGODB_URL", "BROKER_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"):
+        if not os.environ.get(var):
+            raise SystemExit(f"{var} is not set: run `./dev services` and `set -a; . .dev/app.env`")
+    management = urlsplit(os.environ["RABBITMQ_MANAGEMENT_URL"])
+    api = f"{management.scheme}://{management.hostname}:{management.port}/api"
+    auth = (management.username or "guest", management.password or "guest")
+    vhost = f"offgrid_{name}"
+    with httpx.Client(auth=auth, timeout=30) as http:
+        http.delete(f"{api}/vhosts/{vhost}")
+        http.put(f"{api}/vhosts/{vhost}").raise_for_status()
+        http.put(
+            f"{api}/permissions/{vhost}/{auth[0]}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
+    return {
+        **os.environ,
+        "MONGODB_URL": _with_path(os.environ["MONGODB_URL"], f"/offgrid_{name}"),
+        "BROKER_URL": _with_path(os.environ["BROKER_URL"], f"/{vhost}"),
+        "REDIS_URL": _with_path(os.environ["REDIS_URL"], "/14"),
+        "JWT_SECRET": secrets.token_urlsafe(32),
+        "ADMIN_API_KEY": secrets.token_urlsafe(32),
+        "LOG_LEVEL": "WARNING",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+
+
+class Processes:
+    """Started subprocesses, each in its own process group, stopped together."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen:
+        out = (ROOT / ".dev" / "log" / log).open("w")
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_workers(procs: Processes, env: dict[str, str], count: int) -> list[subprocess.Popen]:
+    """`count` worker processes (solo pool: one process each, so RSS is easy to read)."""
+    return [
+        procs.start(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app:celery_app",
+                "worker",
+                "-Q",
+                "sync,push,maintenance",
+                "--pool",
+                "solo",
+                "-n",
+                f"bench{i}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
+            env,
+            f"bench-worker-{i}.log",
+        )
+        for i in range(count)
+    ]
+
+
+def start_api(procs: Processes, env: dict[str, str], port: int) -> str:
+    procs.start(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "api:create_app()",
+        ],
+        env,
+        "bench-api.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("API did not become ready")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
