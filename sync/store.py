@@ -14,6 +14,10 @@ import threading
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
+from sync.batches import BATCHES
+from sync.membership import MEMBERS
+from sync.scopelog import RECORDS
+
 
 class MongoHandle:
     """A process-local MongoClient, created on first use and again after a fork."""
@@ -54,10 +58,6 @@ class MongoHandle:
 
 def ensure_indexes(db: Database) -> None:
     """Create the indexes the sync queries rely on (on MongoDB; FerretDB 1.24 scans anyway)."""
-    from sync.batches import BATCHES
-    from sync.membership import MEMBERS
-    from sync.scopelog import RECORDS
-
     # Pull and crash recovery walk a scope in server order: (scope, seq) serves filter and sort.
     db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")
     db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")
