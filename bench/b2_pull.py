@@ -52,22 +52,21 @@ def load_scope(db: object, scope: str, count: int) -> None:
     db[SCOPES].replace_one({"_id": scope}, {"_id": scope, "committed_seq": count}, upsert=True)  # type: ignore[index]
 
 
+def pull_page(http: httpx.Client, base: str, user: str, token: str, checkpoint: str | None) -> dict:
+    reply = http.post(
+        f"{base}/v1/sync/pull",
+        json={"client_id": "bench-client", "scopes": {f"user:{user}": checkpoint}, "limit": PAGE},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return reply.json()["scopes"][f"user:{user}"]
+
+
 def engine_catchup(base: str, user: str, token: str, count: int) -> float:
-    headers = {"Authorization": f"Bearer {token}"}
     checkpoint, got = None, 0
     start = time.perf_counter()
     with httpx.Client(timeout=300) as http:
         while True:
-            body = http.post(
-                f"{base}/v1/sync/pull",
-                json={
-                    "client_id": "bench-client",
-                    "scopes": {f"user:{user}": checkpoint},
-                    "limit": PAGE,
-                },
-                headers=headers,
-            ).json()
-            page = body["scopes"][f"user:{user}"]
+            page = pull_page(http, base, user, token, checkpoint)
             got += len(page["changes"])
             checkpoint = page["checkpoint"]
             if not page["has_more"]:
@@ -95,23 +94,14 @@ def raw_catchup(db: object, scope: str, count: int) -> float:
 
 
 def page_latency_ms(base: str, user: str, token: str, size: int, samples: int = 5) -> float:
-    headers = {"Authorization": f"Bearer {token}"}
     checkpoint = Checkpoint(size // 2, int(time.time() * 1000)).encode()
     timings = []
     with httpx.Client(timeout=300) as http:
         for _ in range(samples):
             start = time.perf_counter()
-            reply = http.post(
-                f"{base}/v1/sync/pull",
-                json={
-                    "client_id": "bench-client",
-                    "scopes": {f"user:{user}": checkpoint},
-                    "limit": PAGE,
-                },
-                headers=headers,
-            )
+            page = pull_page(http, base, user, token, checkpoint)
             timings.append((time.perf_counter() - start) * 1000)
-            assert len(reply.json()["scopes"][f"user:{user}"]["changes"]) == PAGE
+            assert len(page["changes"]) == PAGE
     return statistics.median(timings)
 
 

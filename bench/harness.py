@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from workers.factory import worker_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,24 +84,7 @@ def start_workers(procs: Processes, env: dict[str, str], count: int) -> list[sub
     """`count` worker processes (solo pool: one process each, so RSS is easy to read)."""
     return [
         procs.start(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app:celery_app",
-                "worker",
-                "-Q",
-                "sync,push,maintenance",
-                "--pool",
-                "solo",
-                "-n",
-                f"bench{i}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
+            worker_argv(sys.executable, f"bench{i}@%h", "--pool", "solo", "--loglevel", "WARNING"),
             env,
             f"bench-worker-{i}.log",
         )

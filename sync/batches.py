@@ -219,6 +219,47 @@ def _finish(db: Database, batch: dict[str, Any], **fields: Any) -> dict[str, Any
     return status_view({**batch, **fields})
 
 
+def _resolve_and_commit(
+    db: Database,
+    batch: dict[str, Any],
+    start: int,
+    config: EngineConfig,
+    now: datetime,
+    locks: list[Any],
+    hook: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Resolve the batch's new mutations in id order and commit every scope they touch."""
+    mutations, client_id = batch["mutations"], batch["client_id"]
+    scopes = sorted({m["scope"] for m in mutations})
+    writers = {scope: ScopeWriter(db, scope) for scope in scopes}
+    for scope, writer in writers.items():
+        writer.prefetch(
+            [
+                record_id(scope, m["collection"], m["key"])
+                for m in mutations
+                if m["scope"] == scope and m["id"] > start
+            ]
+        )
+    # Membership is read when the batch is applied: it may have changed since the push.
+    allowed = {scope: membership.can_write(db, batch["user"], scope) for scope in scopes}
+    now_ms = int(now.timestamp() * 1000)
+    results = []
+    refreshed = time.monotonic()
+    for m in mutations:
+        if m["id"] <= start:
+            results.append({"id": m["id"], "status": "duplicate"})
+            continue
+        writer = writers[m["scope"]]
+        results.append(apply_mutation(writer, allowed[m["scope"]], client_id, m, config, now_ms))
+        if time.monotonic() - refreshed > config.lock_ttl_seconds / 3:
+            refresh(locks)  # a long batch keeps its locks; a dead worker's expire
+            refreshed = time.monotonic()
+    ensure_held(locks)
+    for writer in writers.values():
+        writer.commit(hook)
+    return results
+
+
 def apply_batch(
     db: Database,
     redis: Redis,
@@ -238,8 +279,7 @@ def apply_batch(
         raise LookupError(f"batch {batch_id} does not exist")
     if batch["status"] in FINAL_STATUSES:
         return status_view(batch)  # a duplicate delivery
-    client_id, user = batch["client_id"], batch["user"]
-    mutations = batch["mutations"]
+    client_id, mutations = batch["client_id"], batch["mutations"]
     scopes = sorted({m["scope"] for m in mutations})
     names = [f"client:{client_id}"] + [f"scope:{scope}" for scope in scopes]
 
@@ -276,36 +316,7 @@ def apply_batch(
 
         results = batch.get("staged_results")
         if results is None:
-            writers = {scope: ScopeWriter(db, scope) for scope in scopes}
-            for scope, writer in writers.items():
-                writer.prefetch(
-                    [
-                        record_id(scope, m["collection"], m["key"])
-                        for m in mutations
-                        if m["scope"] == scope and m["id"] > start
-                    ]
-                )
-            # Membership is read once per batch, when it is applied (it may have changed since
-            # the push was accepted).
-            allowed = {scope: membership.can_write(db, user, scope) for scope in scopes}
-            now_ms = int(now.timestamp() * 1000)
-            results = []
-            refreshed = time.monotonic()
-            for m in mutations:
-                if m["id"] <= start:
-                    results.append({"id": m["id"], "status": "duplicate"})
-                    continue
-                results.append(
-                    apply_mutation(
-                        writers[m["scope"]], allowed[m["scope"]], client_id, m, config, now_ms
-                    )
-                )
-                if time.monotonic() - refreshed > config.lock_ttl_seconds / 3:
-                    refresh(locks)  # a long batch keeps its locks; a dead worker's expire
-                    refreshed = time.monotonic()
-            ensure_held(locks)
-            for writer in writers.values():
-                writer.commit(hook)
+            results = _resolve_and_commit(db, batch, start, config, now, locks, hook)
             db[BATCHES].update_one({"_id": batch_id}, {"$set": {"staged_results": results}})
             hook("after_results")
 

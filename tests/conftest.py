@@ -29,7 +29,7 @@ from redis import Redis
 
 from api import create_app
 from config import Settings, load_settings
-from workers.factory import create_celery
+from workers.factory import create_celery, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_VHOST = "offgrid_test"
@@ -128,24 +128,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app:celery_app",
-                "worker",
-                "-Q",
-                "sync,push,maintenance",
-                "-c",
-                str(concurrency),
-                "-n",
-                self.name,
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(sys.executable, self.name, "-c", str(concurrency), "--loglevel", "INFO"),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=self._log,

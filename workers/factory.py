@@ -45,6 +45,15 @@ def task_queues(delivery_limit: int) -> list[Queue]:
     ]
 
 
+def worker_argv(python: str, name: str, *options: str) -> list[str]:
+    """The command line of a worker consuming every Offgrid queue (tests and benchmarks)."""
+    return [
+        python, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
+        "-Q", ",".join(QUEUE_NAMES), "-n", name, "--without-mingle", "--without-gossip",
+        *options,
+    ]  # fmt: skip
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
