@@ -9,10 +9,17 @@ from redis import Redis
 from api.auth import TokenVerifier
 from api.bodies import register_body_checks
 from api.errors import register_errorhandlers
+from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from sync.collections import load_collections
 from sync.store import MongoHandle
 from workers.factory import create_celery
+
+
+class OffgridApi(Api):
+    """flask-smorest, documenting our one error body for every error response."""
+
+    ERROR_SCHEMA = ErrorSchema
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,13 +52,15 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     )
     app.extensions["offgrid.tokens"] = TokenVerifier(settings)
     app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
-    app.extensions["offgrid.api"] = Api(app)
+    app.extensions["offgrid.api"] = OffgridApi(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from api import admin, health, sync
 
     api: Api = app.extensions["offgrid.api"]
+    app.url_map.converters["scope"] = admin.ScopeConverter
+    api.register_converter(admin.ScopeConverter, lambda _converter: admin.SCOPE_PATH_SCHEMA)
     api.register_blueprint(health.blp)
     api.register_blueprint(sync.blp)
     api.register_blueprint(admin.blp)

@@ -12,6 +12,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
+from werkzeug.routing import BaseConverter
 
 from api.errors import APIError
 from sync import membership
@@ -37,9 +38,16 @@ def require_admin(view: F) -> F:
     return cast(F, wrapper)
 
 
+class ScopeConverter(BaseConverter):
+    """A scope in a URL path: `<kind>:<id>`; anything else is not a route (404)."""
+
+    regex = r"[a-z][a-z0-9_-]{0,31}:[^/\s|]{1,200}"
+
+
+SCOPE_PATH_SCHEMA = {"type": "string", "pattern": f"^{ScopeConverter.regex}$"}
+
+
 def _shared_scope(scope: str) -> str:
-    if not membership.SCOPE_PATTERN.match(scope):
-        raise APIError(400, "invalid_scope", "a scope looks like <kind>:<id>, e.g. team:42")
     if membership.is_personal(scope):
         raise APIError(
             400, "invalid_scope", "personal scopes (user:<sub>) have no members to manage"
@@ -65,7 +73,7 @@ def _db() -> Any:
     return current_app.extensions["offgrid.mongo"].db
 
 
-@blp.route("/scopes/<string:scope>/members/<string:user>", methods=["PUT", "DELETE"])
+@blp.route("/scopes/<scope:scope>/members/<string:user>", methods=["PUT", "DELETE"])
 class Member(MethodView):
     @require_admin
     @blp.arguments(RoleSchema)
@@ -89,7 +97,7 @@ class Member(MethodView):
         return None
 
 
-@blp.route("/scopes/<string:scope>/members", methods=["GET"])
+@blp.route("/scopes/<scope:scope>/members", methods=["GET"])
 class Members(MethodView):
     @require_admin
     @blp.response(200, MembersSchema)

@@ -39,6 +39,8 @@ def _gunzip_bounded(compressed: bytes, limit: int) -> bytes:
 
 
 def _check_body() -> None:
+    if request.routing_exception is not None:
+        return  # 404/405 come first: there is no body to judge
     if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
         return
     if request.mimetype != "application/json":

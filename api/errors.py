@@ -80,7 +80,9 @@ def _from_http_exception(exc: HTTPException) -> Response:
         return error_response(400, "validation_error", "request body is invalid", details)
     code = _HTTP_CODES.get(status, "error")
     message = exc.description if status < 500 else "internal error"
-    return error_response(status, code, message or code.replace("_", " "))
+    # Keep the headers HTTP requires, such as `Allow` on 405.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return error_response(status, code, message or code.replace("_", " "), headers=headers)
 
 
 def _from_unexpected(exc: Exception) -> Response:

@@ -76,6 +76,7 @@ class PullRequestSchema(Schema):
         values=fields.String(allow_none=True, validate=validate.Length(max=200)),
         required=True,
         validate=validate.Length(min=1, max=32),
+        metadata={"minProperties": 1, "maxProperties": 32},
     )
     collections = fields.List(fields.String(validate=COLLECTION), validate=validate.Length(min=1))
     limit = fields.Integer(strict=True, load_default=500, validate=validate.Range(1, 1000))
@@ -98,6 +99,18 @@ class ScopePageSchema(Schema):
 class PullResponseSchema(Schema):
     scopes = fields.Dict(keys=fields.String(), values=fields.Nested(ScopePageSchema), required=True)
     last_mutation_id = fields.Integer(required=True)
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
+    message = fields.String(required=True)
+    details = fields.Raw(metadata={"description": "per-field validation messages, when any"})
+
+
+class ErrorSchema(Schema):
+    """Every error response: `{"error": {"code", "message", "details"?}}`."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 class HealthSchema(Schema):

@@ -222,3 +222,16 @@ def test_unsupported_content_encoding_is_415(client: Any, alice: dict[str, str])
         "/v1/sync/push", json=_push_body("abcdefgh"), headers={**alice, "Content-Encoding": "br"}
     )
     assert _error(reply, 415)["code"] == "unsupported_media_type"
+
+
+def test_undeclared_method_is_405_with_allow_even_without_a_json_body(client: Any) -> None:
+    reply = client.put("/v1/sync/batches/abc")
+    assert _error(reply, 405)["code"] == "method_not_allowed"
+    assert "GET" in reply.headers["Allow"]
+
+
+def test_openapi_documents_the_error_body(client: Any) -> None:
+    spec = client.get("/openapi.json").get_json()
+    error = spec["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert "/v1/admin/scopes/{scope}/members/{user}" in spec["paths"]
