@@ -8,6 +8,7 @@ RUN useradd --create-home --uid 10001 offgrid
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY config ./config
+COPY push ./push
 COPY sync ./sync
 COPY tasks ./tasks
 COPY workers ./workers

@@ -1,8 +1,8 @@
 """Request body rules applied before any view parses a body (SPEC G8).
 
-Bodies of POST/PUT/PATCH under /v1 must be JSON. `Content-Encoding: gzip` is accepted and
-decompressed incrementally, stopping as soon as the output passes MAX_BODY_BYTES, so a
-decompression bomb costs at most that much memory and is refused with 413.
+Bodies of POST/PUT/PATCH under /v1, when there is one, must be JSON. `Content-Encoding: gzip`
+is accepted and decompressed incrementally, stopping as soon as the output passes
+MAX_BODY_BYTES, so a decompression bomb costs at most that much memory and is refused with 413.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def _check_body() -> None:
         return  # 404/405 come first: there is no body to judge
     if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
         return
+    has_body = bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if not has_body:
+        return  # e.g. PUT /v1/devices/<id>/topics/<topic>; a missing required body is a 400
     if request.mimetype != "application/json":
         raise APIError(415, "unsupported_media_type", "request bodies must be application/json")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()

@@ -235,3 +235,8 @@ def test_openapi_documents_the_error_body(client: Any) -> None:
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
     assert "/v1/admin/scopes/{scope}/members/{user}" in spec["paths"]
+
+
+def test_push_without_a_body_is_400(client: Any, alice: dict[str, str]) -> None:
+    reply = client.post("/v1/sync/push", headers=alice)
+    assert _error(reply, 400)["code"] == "validation_error"

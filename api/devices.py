@@ -1,0 +1,122 @@
+"""Device registry endpoints (SPEC §4): register, unregister, topics."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import current_app, g
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.auth import require_user
+from api.errors import APIError
+from push import devices
+
+blp = Blueprint("devices", __name__, url_prefix="/v1/devices", description="Device registry")
+TOPIC = r"[A-Za-z0-9_.~%-]{1,128}"
+_TOPIC = re.compile(f"^{TOPIC}$")
+_DEVICE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class DeviceSchema(Schema):
+    platform = fields.String(required=True, validate=validate.OneOf(devices.PLATFORMS))
+    token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    client_id = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{8,128}$"))
+    locale = fields.String(validate=validate.Regexp(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))
+    timezone = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_+\-/]{1,64}$"))
+    topics = fields.List(
+        fields.String(validate=validate.Regexp(f"^{TOPIC}$")),
+        validate=validate.Length(max=devices.MAX_TOPICS),
+    )
+
+    @validates_schema
+    def _token_fits_platform(self, data: dict[str, Any], **_: Any) -> None:
+        token = data["token"]
+        if data["platform"] == "ios" and not re.fullmatch(r"[0-9a-fA-F]{64,200}", token):
+            raise ValidationError("an APNs device token is 64+ hex characters", "token")
+        if data["platform"] == "web":
+            try:
+                sub = json.loads(token)
+                ok = (
+                    isinstance(sub, dict)
+                    and str(sub.get("endpoint", "")).startswith("https://")
+                    and isinstance(sub.get("keys"), dict)
+                    and {"p256dh", "auth"} <= set(sub["keys"])
+                )
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValidationError(
+                    "a Web Push token is the PushSubscription as JSON: "
+                    '{"endpoint": "https://...", "keys": {"p256dh", "auth"}}',
+                    "token",
+                )
+
+
+class DeviceIdSchema(Schema):
+    device_id = fields.String(required=True)
+
+
+class TopicsSchema(Schema):
+    device_id = fields.String(required=True)
+    topics = fields.List(fields.String(), required=True)
+
+
+def _db() -> Any:
+    return current_app.extensions["offgrid.mongo"].db
+
+
+@blp.route("", methods=["POST"])
+class Devices(MethodView):
+    @require_user
+    @blp.arguments(DeviceSchema)
+    @blp.response(200, DeviceIdSchema, description="The token was known: its device is updated")
+    @blp.alt_response(201, schema=DeviceIdSchema, description="A new device")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Register this app install's push token (upsert by token)."""
+        did, created = devices.register(_db(), user=g.user, **body)
+        return {"device_id": did}, 201 if created else 200
+
+
+@blp.route("/<string:device_id>", methods=["DELETE"])
+class Device(MethodView):
+    @require_user
+    @blp.response(204)
+    def delete(self, device_id: str) -> Any:
+        """Unregister one of your devices."""
+        if not _DEVICE_ID.match(device_id) or not devices.unregister(_db(), device_id, g.user):
+            raise APIError(404, "not_found", "no such device")
+        return None
+
+
+@blp.route("/<string:device_id>/topics/<string:topic>", methods=["PUT", "DELETE"])
+class DeviceTopic(MethodView):
+    def _set(self, device_id: str, topic: str, subscribed: bool) -> dict[str, Any]:
+        if not _TOPIC.match(topic):
+            raise APIError(400, "invalid_topic", f"a topic is 1-128 of {TOPIC[:-7]}")
+        try:
+            topics = (
+                devices.set_topic(_db(), device_id, g.user, topic, subscribed)
+                if _DEVICE_ID.match(device_id)
+                else None
+            )
+        except devices.TooManyTopics as exc:
+            raise APIError(400, "too_many_topics", str(exc)) from None
+        if topics is None:
+            raise APIError(404, "not_found", "no such device")
+        return {"device_id": device_id, "topics": topics}
+
+    @require_user
+    @blp.response(200, TopicsSchema)
+    def put(self, device_id: str, topic: str) -> Any:
+        """Subscribe a device to a topic."""
+        return self._set(device_id, topic, True)
+
+    @require_user
+    @blp.response(200, TopicsSchema)
+    def delete(self, device_id: str, topic: str) -> Any:
+        """Unsubscribe a device from a topic."""
+        return self._set(device_id, topic, False)
