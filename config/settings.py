@@ -78,6 +78,9 @@ class Settings:
     gap_timeout_seconds: int
     tombstone_horizon_seconds: int
     lock_ttl_seconds: int
+    stuck_batch_seconds: int
+    batch_retention_seconds: int
+    housekeeping_interval_seconds: int
 
     @property
     def uses_jwks(self) -> bool:
@@ -130,4 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gap_timeout_seconds=_int(env, "GAP_TIMEOUT", 600, minimum=1),
         tombstone_horizon_seconds=_int(env, "TOMBSTONE_HORIZON", 30 * 86400, minimum=1),
         lock_ttl_seconds=_int(env, "LOCK_TTL", 30, minimum=2),
+        stuck_batch_seconds=_int(env, "STUCK_BATCH_AFTER", 900, minimum=1),
+        batch_retention_seconds=_int(env, "BATCH_RETENTION", 7 * 86400, minimum=60),
+        housekeeping_interval_seconds=_int(env, "HOUSEKEEPING_INTERVAL", 300, minimum=1),
     )

@@ -19,6 +19,7 @@ neither of which FerretDB 1.24 provides (docs/ferretdb-backends.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING
@@ -117,7 +118,7 @@ class ScopeWriter:
 
     def stage(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Give `doc` the next seq; it becomes visible when `commit` raises the watermark."""
-        staged = {**doc, "seq": self.next_seq}
+        staged = {**doc, "seq": self.next_seq, "changed_at": datetime.now(UTC)}
         self.next_seq += 1
         self._staged[doc["_id"]] = staged
         return staged

@@ -15,6 +15,7 @@ from kombu import Exchange, Queue
 
 from config import Settings, load_settings
 from sync.store import MongoHandle
+from workers.schedule import beat_schedule
 
 TASK_EXCHANGE = Exchange("offgrid", type="topic", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("offgrid.dlx", type="fanout", durable=True)
@@ -90,12 +91,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
+        "beat_schedule": beat_schedule(settings),
     }
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    app = Celery("offgrid", include=["tasks.sync"])
+    app = Celery("offgrid", include=["tasks.sync", "tasks.maintenance"])
     app.config_from_object(celery_config(settings))
     app.offgrid_settings = settings  # type: ignore[attr-defined]
     app.offgrid_mongo = MongoHandle(settings.mongodb_url, settings.mongodb_database)  # type: ignore[attr-defined]

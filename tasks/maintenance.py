@@ -1,0 +1,60 @@
+"""Housekeeping tasks on the `maintenance` queue, scheduled by celery beat (workers/schedule.py).
+
+Each job takes a Redis lock for its run, so a second beat started by mistake, or a slow run
+overlapping the next tick, never does the work twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sync import housekeeping
+from workers.celery_app import celery_app, mongo, redis_client, settings
+
+log = logging.getLogger(__name__)
+
+
+def _exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
+    lock = redis_client().lock(f"offgrid:job:{job}", timeout=ttl, blocking_timeout=0)
+    if not lock.acquire():
+        log.info("%s is already running elsewhere; skipped", job)
+        return {"job": job, "skipped": True}
+    try:
+        count = work()
+    finally:
+        lock.release()
+    log.info("%s: %d", job, count)
+    return {"job": job, "count": count}
+
+
+def _publish_apply(batch_id: str) -> None:
+    celery_app.send_task("sync.apply_batch", args=[batch_id], queue="sync", routing_key="sync")
+
+
+@celery_app.task(name="maintenance.requeue_stuck_batches", soft_time_limit=240, time_limit=300)
+def requeue_stuck_batches() -> dict[str, Any]:
+    older = timedelta(seconds=settings().stuck_batch_seconds)
+    return _exclusive(
+        "requeue_stuck_batches",
+        300,
+        lambda: housekeeping.requeue_stuck_batches(mongo().db, _publish_apply, older),
+    )
+
+
+@celery_app.task(name="maintenance.expire_batches", soft_time_limit=240, time_limit=300)
+def expire_batches() -> dict[str, Any]:
+    retention = timedelta(seconds=settings().batch_retention_seconds)
+    return _exclusive(
+        "expire_batches", 300, lambda: housekeeping.expire_batches(mongo().db, retention)
+    )
+
+
+@celery_app.task(name="maintenance.purge_tombstones", soft_time_limit=840, time_limit=900)
+def purge_tombstones() -> dict[str, Any]:
+    horizon = timedelta(seconds=settings().tombstone_horizon_seconds)
+    return _exclusive(
+        "purge_tombstones", 900, lambda: housekeeping.purge_tombstones(mongo().db, horizon)
+    )

@@ -1,0 +1,93 @@
+"""Housekeeping jobs, run as real tasks on the `maintenance` queue by a real worker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+from redis import Redis
+
+from config import Settings
+from sync import batches
+from sync.scopelog import RECORDS
+from workers.factory import create_celery
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _run(settings: Settings, task: str) -> dict[str, Any]:
+    result = create_celery(settings).send_task(task, queue="maintenance", routing_key="maintenance")
+    return result.get(timeout=60)
+
+
+def test_a_batch_whose_message_was_lost_is_requeued_and_applied(
+    settings: Settings, db: Database, sync_client: Any
+) -> None:
+    # Stored and acknowledged to the client, but its message never reached a worker.
+    batch_id = uuid.uuid4().hex
+    batches.submit_batch(
+        db,
+        batch_id=batch_id,
+        user=sync_client.user,
+        client_id=sync_client.client_id,
+        mutations=[sync_client.put("lost", {"v": 1})],
+        now=datetime.now(UTC) - timedelta(hours=1),
+    )
+    outcome = _run(settings, "maintenance.requeue_stuck_batches")
+    assert outcome["count"] >= 1
+    final = sync_client.wait_final(batch_id)
+    assert final["results"] == [{"id": 1, "status": "applied", "version": 1}]
+    assert sync_client.pull_all()[0][("notes", "lost")]["value"] == {"v": 1}
+
+
+def test_old_final_batches_expire_and_recent_ones_stay(
+    settings: Settings, db: Database, sync_client: Any
+) -> None:
+    recent = sync_client.push([sync_client.put("k", {"v": 1})], wait=20).get_json()["batch_id"]
+    old = sync_client.push([sync_client.put("k", {"v": 2})], wait=20).get_json()["batch_id"]
+    db[batches.BATCHES].update_one(
+        {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=30)}}
+    )
+    assert _run(settings, "maintenance.expire_batches")["count"] >= 1
+    assert sync_client.status(old).status_code == 404
+    assert sync_client.status(recent).status_code == 200
+
+
+def test_tombstones_past_the_horizon_are_purged(
+    settings: Settings, db: Database, sync_client: Any
+) -> None:
+    c = sync_client
+    c.push([c.put("gone", {"v": 1}), c.put("fresh-gone", {"v": 1}), c.put("alive", {"v": 1})], 20)
+    c.push([c.delete("gone"), c.delete("fresh-gone")], wait=20)
+    db[RECORDS].update_one(
+        {"_id": f"{c.scope}|notes|gone"},
+        {"$set": {"changed_at": datetime.now(UTC) - timedelta(days=31)}},
+    )
+    assert _run(settings, "maintenance.purge_tombstones")["count"] >= 1
+    keys = {d["key"] for d in db[RECORDS].find({"scope": c.scope})}
+    assert keys == {"fresh-gone", "alive"}
+
+
+def test_a_job_never_runs_twice_at_once(settings: Settings, redis_client: Redis) -> None:
+    lock = redis_client.lock("offgrid:job:expire_batches", timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert _run(settings, "maintenance.expire_batches") == {
+            "job": "expire_batches",
+            "skipped": True,
+        }
+    finally:
+        lock.release()
+
+
+def test_beat_schedule_lists_the_housekeeping_jobs(settings: Settings) -> None:
+    schedule = create_celery(settings).conf.beat_schedule
+    assert {entry["task"] for entry in schedule.values()} == {
+        "maintenance.requeue_stuck_batches",
+        "maintenance.expire_batches",
+        "maintenance.purge_tombstones",
+    }
+    assert all(entry["options"]["queue"] == "maintenance" for entry in schedule.values())

@@ -1,0 +1,32 @@
+"""celery beat's schedule: one table, each job with its interval and why it exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config import Settings
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    maintenance = {"queue": "maintenance", "routing_key": "maintenance"}
+    return {
+        # A batch whose message was dead-lettered or lost would stay `queued` forever: publish
+        # it again (applying is idempotent).
+        "requeue-stuck-batches": {
+            "task": "maintenance.requeue_stuck_batches",
+            "schedule": float(settings.housekeeping_interval_seconds),
+            "options": maintenance,
+        },
+        # Batch records serve status reads for a while, then only take space.
+        "expire-batches": {
+            "task": "maintenance.expire_batches",
+            "schedule": 3600.0,
+            "options": maintenance,
+        },
+        # Tombstones older than the horizon are no longer needed: such old checkpoints get 410.
+        "purge-tombstones": {
+            "task": "maintenance.purge_tombstones",
+            "schedule": 6 * 3600.0,
+            "options": maintenance,
+        },
+    }
