@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_smorest import Api
 from redis import Redis
 
 from api.auth import TokenVerifier
 from api.bodies import register_body_checks
 from api.errors import register_errorhandlers
+from api.limits import register_limits
 from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from sync.collections import load_collections
@@ -40,7 +41,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_body_checks(app)
+    register_security_headers(app)
     return app
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith("/v1/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault("Content-Security-Policy", "default-src 'none'")
+        return response
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
@@ -53,6 +67,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["offgrid.tokens"] = TokenVerifier(settings)
     app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
     app.extensions["offgrid.api"] = OffgridApi(app)
+    register_limits(app, settings)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -79,8 +79,10 @@ def require_user(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verifier: TokenVerifier = current_app.extensions["offgrid.tokens"]
-        g.user = verifier.user(_bearer_token())
+        token = _bearer_token()
+        # The rate limiter may have verified this token already for this request.
+        verified = g.get("verified_user")
+        g.user = verified or current_app.extensions["offgrid.tokens"].user(token)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -57,6 +59,17 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a rate limit like '600/minute', got {value!r}"
+        ) from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     mongodb_url: str
@@ -79,6 +92,9 @@ class Settings:
     tombstone_horizon_seconds: int
     lock_ttl_seconds: int
     stuck_batch_seconds: int
+    rate_limit_user: str
+    rate_limit_key: str
+    rate_limit_anonymous: str
     batch_retention_seconds: int
     housekeeping_interval_seconds: int
 
@@ -134,6 +150,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tombstone_horizon_seconds=_int(env, "TOMBSTONE_HORIZON", 30 * 86400, minimum=1),
         lock_ttl_seconds=_int(env, "LOCK_TTL", 30, minimum=2),
         stuck_batch_seconds=_int(env, "STUCK_BATCH_AFTER", 900, minimum=1),
+        # Generous defaults: a syncing app pulls in bursts; tighten them per deployment.
+        rate_limit_user=_rate(env, "RATE_LIMIT_USER", "3000/minute"),
+        rate_limit_key=_rate(env, "RATE_LIMIT_KEY", "6000/minute"),
+        rate_limit_anonymous=_rate(env, "RATE_LIMIT_ANONYMOUS", "600/minute"),
         batch_retention_seconds=_int(env, "BATCH_RETENTION", 7 * 86400, minimum=60),
         housekeeping_interval_seconds=_int(env, "HOUSEKEEPING_INTERVAL", 300, minimum=1),
     )
