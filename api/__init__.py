@@ -8,6 +8,7 @@ from redis import Redis
 
 from api.auth import TokenVerifier
 from api.bodies import register_body_checks
+from api.commands import register_commands
 from api.errors import register_errorhandlers
 from api.limits import register_limits
 from api.schemas import ErrorSchema
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_errorhandlers(app)
     register_body_checks(app)
     register_security_headers(app)
+    register_commands(app)
     return app
 
 

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import hmac
 import re
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
 
 from api.errors import APIError
+from api.keys import require_api_key
 from sync import membership
 
-F = TypeVar("F", bound=Callable[..., Any])
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 _USER = re.compile(r"^[^\s\x00-\x1f|]{1,200}$")
-
-
-def require_admin(view: F) -> F:
-    """Accept the bootstrap `ADMIN_API_KEY` in `X-API-Key` (compared in constant time)."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.headers.get("X-API-Key", "")
-        if not key:
-            raise APIError(401, "unauthorized", "an X-API-Key header is required")
-        expected = current_app.extensions["offgrid.settings"].admin_api_key
-        if not hmac.compare_digest(key.encode(), expected.encode()):
-            raise APIError(401, "unauthorized", "invalid API key")
-        return view(*args, **kwargs)
-
-    return cast(F, wrapper)
 
 
 class ScopeConverter(BaseConverter):
@@ -75,7 +56,7 @@ def _db() -> Any:
 
 @blp.route("/scopes/<scope:scope>/members/<string:user>", methods=["PUT", "DELETE"])
 class Member(MethodView):
-    @require_admin
+    @require_api_key("admin")
     @blp.arguments(RoleSchema)
     @blp.response(200, MemberSchema)
     @blp.alt_response(201, schema=MemberSchema, description="The member was added")
@@ -87,7 +68,7 @@ class Member(MethodView):
         created = membership.set_member(_db(), scope, user, body["role"])
         return {"user": user, "role": body["role"]}, 201 if created else 200
 
-    @require_admin
+    @require_api_key("admin")
     @blp.response(204)
     def delete(self, scope: str, user: str) -> Any:
         """Remove a member; their next pull and push lose the scope at once."""
@@ -99,7 +80,7 @@ class Member(MethodView):
 
 @blp.route("/scopes/<scope:scope>/members", methods=["GET"])
 class Members(MethodView):
-    @require_admin
+    @require_api_key("admin")
     @blp.response(200, MembersSchema)
     def get(self, scope: str) -> Any:
         """The members of a shared scope and their roles."""

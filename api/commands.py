@@ -1,0 +1,48 @@
+"""CLI commands: `flask --app api keys create|list|revoke` (the key is shown once, at creation)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from pymongo.database import Database
+
+from api import keys
+
+keys_cli = AppGroup("keys", help="Manage server API keys (X-API-Key).")
+
+
+def _db() -> Database:
+    return current_app.extensions["offgrid.mongo"].db
+
+
+@keys_cli.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(keys.SCOPES))
+def create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key; prints it once. Store it now: only its hash is kept."""
+    key, record = keys.create_key(_db(), name, list(scopes))
+    click.echo(key)
+    click.echo(f"id={record['id']} scopes={','.join(record['scopes'])}", err=True)
+
+
+@keys_cli.command("list")
+def list_() -> None:
+    """List keys (never their secrets) as JSON lines."""
+    for record in keys.list_keys(_db()):
+        click.echo(json.dumps(record, default=str))
+
+
+@keys_cli.command("revoke")
+@click.argument("key_id")
+def revoke(key_id: str) -> None:
+    """Revoke a key by its id; it stops working at once."""
+    if not keys.revoke_key(_db(), key_id):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(keys_cli)

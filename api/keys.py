@@ -1,0 +1,114 @@
+"""Server API keys (SPEC §5): `X-API-Key`, stored only as hashes, with scopes.
+
+A key reads `og_<id>_<secret>`. The id addresses the stored record; only the SHA-256 of the
+secret is kept (the secret has 256 bits of entropy, so a fast hash is enough) and compared in
+constant time. `ADMIN_API_KEY` from the environment is the bootstrap key with every scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import current_app, g, request
+from pymongo.database import Database
+
+from api.errors import APIError
+
+API_KEYS = "api_keys"
+SCOPES = ("push:send", "admin")
+_KEY = re.compile(r"^og_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
+LAST_USED_PRECISION = timedelta(minutes=1)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(db: Database, name: str, scopes: list[str]) -> tuple[str, dict[str, Any]]:
+    """Store a new key; return the full key (shown once) and its public record."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    doc = {
+        "_id": key_id,
+        "name": name,
+        "scopes": sorted(set(scopes)),
+        "hash": _digest(secret),
+        "created_at": datetime.now(UTC),
+        "last_used": None,
+        "revoked_at": None,
+    }
+    db[API_KEYS].insert_one(doc)
+    return f"og_{key_id}_{secret}", public(doc)
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in ("name", "scopes", "created_at", "last_used", "revoked_at")} | {
+        "id": doc["_id"]
+    }
+
+
+def list_keys(db: Database) -> list[dict[str, Any]]:
+    return [public(d) for d in db[API_KEYS].find({}).sort("created_at", 1)]
+
+
+def revoke_key(db: Database, key_id: str) -> bool:
+    result = db[API_KEYS].update_one(
+        {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
+    )
+    return result.modified_count == 1
+
+
+def scopes_of(db: Database, presented: str, bootstrap: str) -> list[str] | None:
+    """The scopes of a presented key, or None when it is not a valid, unrevoked key."""
+    if hmac.compare_digest(presented.encode(), bootstrap.encode()):
+        return list(SCOPES)
+    match = _KEY.match(presented)
+    if match is None:
+        return None
+    doc = db[API_KEYS].find_one({"_id": match.group("id")})
+    if doc is None or doc.get("revoked_at") is not None:
+        return None
+    if not hmac.compare_digest(doc["hash"], _digest(match.group("secret"))):
+        return None
+    now = datetime.now(UTC)
+    last = doc.get("last_used")
+    if (
+        last is None
+        or (last if last.tzinfo else last.replace(tzinfo=UTC)) < now - LAST_USED_PRECISION
+    ):
+        db[API_KEYS].update_one({"_id": doc["_id"]}, {"$set": {"last_used": now}})
+    return list(doc["scopes"])
+
+
+def require_api_key(scope: str) -> Callable[[F], F]:
+    """Accept an `X-API-Key` that holds `scope`: 401 without a valid key, 403 without the scope."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            presented = request.headers.get("X-API-Key", "")
+            if not presented:
+                raise APIError(401, "unauthorized", "an X-API-Key header is required")
+            settings = current_app.extensions["offgrid.settings"]
+            db = current_app.extensions["offgrid.mongo"].db
+            scopes = scopes_of(db, presented, settings.admin_api_key)
+            if scopes is None:
+                raise APIError(401, "unauthorized", "invalid or revoked API key")
+            if scope not in scopes:
+                raise APIError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+            g.api_key_scopes = scopes
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
