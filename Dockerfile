@@ -14,7 +14,7 @@ COPY tasks ./tasks
 COPY workers ./workers
 RUN pip install --no-cache-dir .
 
-COPY Procfile ./
+COPY Procfile gunicorn.conf.py ./
 USER offgrid
 EXPOSE 8000 5555
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "api:create_app()"]

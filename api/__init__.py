@@ -11,6 +11,7 @@ from api.bodies import register_body_checks
 from api.commands import register_commands
 from api.errors import register_errorhandlers
 from api.limits import register_limits
+from api.metrics import register_metrics
 from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from sync.collections import load_collections
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_body_checks(app)
     register_security_headers(app)
     register_commands(app)
+    register_metrics(app)
     return app
 
 

@@ -14,6 +14,7 @@ from kombu.exceptions import KombuError, OperationalError
 
 from api.auth import require_user
 from api.errors import APIError
+from api.metrics import BATCHES_ACCEPTED, MUTATIONS_ACCEPTED
 from api.schemas import (
     BatchAcceptedSchema,
     BatchStatusSchema,
@@ -109,6 +110,8 @@ class Push(MethodView):
                 headers={"Retry-After": "5"},
             ) from exc
 
+        BATCHES_ACCEPTED.inc()
+        MUTATIONS_ACCEPTED.inc(len(body["mutations"]))
         wait = _prefer_wait()
         if wait:
             final = _wait_for_final(batch_id, g.user, wait)

@@ -45,7 +45,8 @@ def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         "FLOWER_PORT": "15555",
         "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
         "WORKER_CONCURRENCY": "1",
-        "WEB_CONCURRENCY": "1",
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
         "BEAT_SCHEDULE_FILE": str(tmp_path_factory.mktemp("beat") / "schedule"),
     }
     proc = subprocess.Popen(
@@ -121,3 +122,20 @@ def test_flower_requires_basic_auth(stack: None) -> None:
 def test_openapi_document_lists_the_sync_endpoints(stack: None) -> None:
     paths = httpx.get(f"{WEB}/openapi.json", timeout=5).json()["paths"]
     assert {"/v1/sync/push", "/v1/sync/pull", "/v1/sync/batches/{batch_id}"} <= set(paths)
+
+
+def test_metrics_add_up_across_gunicorn_processes(stack: None) -> None:
+    def healthz_count() -> float:
+        text = httpx.get(f"{WEB}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("offgrid_http_requests_total{") and 'route="/healthz"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = healthz_count()
+    for _ in range(20):  # a new connection each: gunicorn spreads them over both processes
+        assert httpx.get(f"{WEB}/healthz", timeout=5).status_code == 200
+    assert healthz_count() == before + 20
+    text = httpx.get(f"{WEB}/metrics", timeout=5).text
+    assert 'offgrid_queue_depth{queue="sync"}' in text
+    assert "offgrid_sync_lag_seconds" in text
