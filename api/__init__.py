@@ -75,7 +75,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import admin, devices, health, sync
+    from api import admin, devices, health, push, sync
 
     api: Api = app.extensions["offgrid.api"]
     app.url_map.converters["scope"] = admin.ScopeConverter
@@ -84,3 +84,4 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(sync.blp)
     api.register_blueprint(admin.blp)
     api.register_blueprint(devices.blp)
+    api.register_blueprint(push.blp)

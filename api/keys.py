@@ -68,10 +68,10 @@ def revoke_key(db: Database, key_id: str) -> bool:
     return result.modified_count == 1
 
 
-def scopes_of(db: Database, presented: str, bootstrap: str) -> list[str] | None:
-    """The scopes of a presented key, or None when it is not a valid, unrevoked key."""
+def scopes_of(db: Database, presented: str, bootstrap: str) -> tuple[str, list[str]] | None:
+    """(key id, scopes) of a presented key, or None when it is not a valid, unrevoked key."""
     if hmac.compare_digest(presented.encode(), bootstrap.encode()):
-        return list(SCOPES)
+        return "bootstrap", list(SCOPES)
     match = _KEY.match(presented)
     if match is None:
         return None
@@ -87,7 +87,7 @@ def scopes_of(db: Database, presented: str, bootstrap: str) -> list[str] | None:
         or (last if last.tzinfo else last.replace(tzinfo=UTC)) < now - LAST_USED_PRECISION
     ):
         db[API_KEYS].update_one({"_id": doc["_id"]}, {"$set": {"last_used": now}})
-    return list(doc["scopes"])
+    return doc["_id"], list(doc["scopes"])
 
 
 def require_api_key(scope: str) -> Callable[[F], F]:
@@ -101,12 +101,12 @@ def require_api_key(scope: str) -> Callable[[F], F]:
                 raise APIError(401, "unauthorized", "an X-API-Key header is required")
             settings = current_app.extensions["offgrid.settings"]
             db = current_app.extensions["offgrid.mongo"].db
-            scopes = scopes_of(db, presented, settings.admin_api_key)
-            if scopes is None:
+            found = scopes_of(db, presented, settings.admin_api_key)
+            if found is None:
                 raise APIError(401, "unauthorized", "invalid or revoked API key")
+            g.api_key_id, scopes = found
             if scope not in scopes:
                 raise APIError(403, "forbidden", f"this API key lacks the {scope!r} scope")
-            g.api_key_scopes = scopes
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -12,6 +12,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from redis import Redis
 
 from config import Settings
+from push.notifications import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, load_collections
 from sync.store import MongoHandle, ensure_indexes
@@ -60,6 +61,7 @@ def _prepare_broker_and_database(**_: Any) -> None:
             queue.bind(conn.default_channel).declare()
     collections()  # a broken collections module stops the worker before it consumes anything
     ensure_indexes(mongo().db)
+    ensure_push_indexes(mongo().db)
     mongo().close()  # the parent must not hand a connected client to its forked children
 
 

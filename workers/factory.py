@@ -97,7 +97,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    app = Celery("offgrid", include=["tasks.sync", "tasks.maintenance"])
+    app = Celery("offgrid", include=["tasks.sync", "tasks.maintenance", "tasks.push"])
     app.config_from_object(celery_config(settings))
     app.offgrid_settings = settings  # type: ignore[attr-defined]
     app.offgrid_mongo = MongoHandle(settings.mongodb_url, settings.mongodb_database)  # type: ignore[attr-defined]

@@ -17,6 +17,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": float(settings.housekeeping_interval_seconds),
             "options": maintenance,
         },
+        # Scheduled pushes are released when due; a long ETA message would be cut by
+        # RabbitMQ's consumer timeout, so beat looks instead.
+        "send-due-pushes": {
+            "task": "maintenance.send_due_pushes",
+            "schedule": 5.0,
+            "options": maintenance,
+        },
         # Batch records serve status reads for a while, then only take space.
         "expire-batches": {
             "task": "maintenance.expire_batches",

@@ -89,5 +89,6 @@ def test_beat_schedule_lists_the_housekeeping_jobs(settings: Settings) -> None:
         "maintenance.requeue_stuck_batches",
         "maintenance.expire_batches",
         "maintenance.purge_tombstones",
+        "maintenance.send_due_pushes",
     }
     assert all(entry["options"]["queue"] == "maintenance" for entry in schedule.values())

@@ -1,0 +1,140 @@
+"""Push API (SPEC §4): send a notification to an audience, read its status, cancel it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from kombu.exceptions import KombuError, OperationalError
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.errors import APIError
+from api.keys import require_api_key
+from push import notifications
+
+blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
+TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,128}$")
+ID = validate.Regexp(r"^[^\s\x00-\x1f|$]{1,200}$")
+
+
+class AudienceSchema(Schema):
+    users = fields.List(fields.String(validate=ID), validate=validate.Length(1, 1000))
+    topic = fields.String(validate=TOPIC)
+    devices = fields.List(
+        fields.String(validate=validate.Regexp(r"^[0-9a-f]{32}$")),
+        validate=validate.Length(1, 1000),
+    )
+    scope = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,31}:[^\s|]{1,200}$"))
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **_: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError("name exactly one of users, topic, devices, scope")
+
+
+class NotificationSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(1, 256))
+    body = fields.String(required=True, validate=validate.Length(0, 4096))
+    sound = fields.String(validate=validate.Length(1, 128))
+    badge = fields.Integer(strict=True, validate=validate.Range(0, 1_000_000))
+    image = fields.Url(schemes={"https"})
+    category = fields.String(validate=validate.Length(1, 128))
+
+
+class OptionsSchema(Schema):
+    priority = fields.String(validate=validate.OneOf(["high", "normal"]), load_default="high")
+    ttl = fields.Integer(strict=True, validate=validate.Range(0, 28 * 86400), load_default=86400)
+    collapse_key = fields.String(validate=validate.Length(1, 64))
+    silent = fields.Boolean(load_default=False)
+    send_at = fields.AwareDateTime(default_timezone=None)
+
+
+class PushNotificationRequestSchema(Schema):
+    audience = fields.Nested(AudienceSchema, required=True)
+    notification = fields.Nested(NotificationSchema)
+    data = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$")),
+        values=fields.String(validate=validate.Length(max=4096)),
+        validate=validate.Length(max=64),
+    )
+    options = fields.Nested(OptionsSchema)
+    idempotency_key = fields.String(validate=validate.Length(1, 128))
+
+    @validates_schema
+    def _something_to_send(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("notification") and not data.get("data"):
+            raise ValidationError("send a notification, data, or both", "notification")
+
+
+class PushAcceptedSchema(Schema):
+    push_id = fields.String(required=True)
+
+
+class CountsSchema(Schema):
+    targeted = fields.Integer(required=True)
+    sent = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    invalid = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+
+
+class PushStatusSchema(Schema):
+    push_id = fields.String(required=True)
+    status = fields.String(required=True)
+    counts = fields.Nested(CountsSchema, required=True)
+    created_at = fields.DateTime(required=True)
+    send_at = fields.DateTime(allow_none=True)
+
+
+def _db() -> Any:
+    return current_app.extensions["offgrid.mongo"].db
+
+
+@blp.route("", methods=["POST"])
+class Pushes(MethodView):
+    @require_api_key("push:send")
+    @blp.arguments(PushNotificationRequestSchema)
+    @blp.response(202, PushAcceptedSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Queue a push; the same idempotency key returns the same push."""
+        push_id, created, state = notifications.create_push(_db(), g.api_key_id, body)
+        if created and state == notifications.QUEUED:  # scheduled ones are released by beat
+            try:
+                current_app.extensions["offgrid.celery"].send_task(
+                    "push.fan_out", args=[push_id], queue="push", routing_key="push"
+                )
+            except (OperationalError, KombuError, OSError) as exc:
+                _db()[notifications.PUSHES].delete_one({"_id": push_id})
+                raise APIError(
+                    503,
+                    "broker_unavailable",
+                    "the queue cannot take work right now",
+                    headers={"Retry-After": "5"},
+                ) from exc
+        return {"push_id": push_id}
+
+
+@blp.route("/<string:push_id>", methods=["GET", "DELETE"])
+class PushStatus(MethodView):
+    @require_api_key("push:send")
+    @blp.response(200, PushStatusSchema)
+    def get(self, push_id: str) -> Any:
+        """Status and counts: targeted, sent, failed, invalid, pending."""
+        found = notifications.status(_db(), push_id) if len(push_id) <= 64 else None
+        if found is None:
+            raise APIError(404, "not_found", "no such push")
+        return found
+
+    @require_api_key("push:send")
+    @blp.response(200, PushStatusSchema)
+    def delete(self, push_id: str) -> Any:
+        """Cancel a push that is not done yet; devices not yet sent to get nothing."""
+        outcome = notifications.cancel(_db(), push_id) if len(push_id) <= 64 else None
+        if outcome is None:
+            raise APIError(404, "not_found", "no such push")
+        state, cancelled = outcome
+        if not cancelled:
+            raise APIError(409, "conflict", f"the push is already {state}")
+        return notifications.status(_db(), push_id)

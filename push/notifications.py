@@ -1,0 +1,244 @@
+"""Push notifications: accept, fan out in chunks, deliver at most once per device, report.
+
+- A push is stored once; an idempotency key maps to the same push id (`_id` derived from the
+  sending key and the idempotency key), so a retried request never sends twice.
+- Fan-out resolves the audience to device ids and stores chunks of them; each chunk is one
+  task. Re-running fan-out or a chunk is safe.
+- Before a device is sent to, its delivery record `<push>|<device>` is inserted: a second
+  insert fails, so a retried chunk, or one whose worker died mid-way, never sends to a device
+  twice (at most once; a device whose send was interrupted counts as failed).
+- Counts come from the chunk summaries; a push is `done` when every chunk is, so its status
+  never sticks in a running state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from push.devices import DEVICES
+from push.providers import Provider
+from sync import membership
+
+PUSHES = "push_notifications"
+CHUNKS = "push_chunks"
+DELIVERIES = "push_deliveries"
+CHUNK_SIZE = 500
+SCHEDULED, QUEUED, SENDING, DONE, CANCELLED = "scheduled", "queued", "sending", "done", "cancelled"
+
+
+def create_push(
+    db: Database, sender: str, request: dict[str, Any], now: datetime | None = None
+) -> tuple[str, bool, str]:
+    """Store a push; return (push_id, created, status). The same idempotency key: same push."""
+    now = now or datetime.now(UTC)
+    key = request.get("idempotency_key")
+    push_id = (
+        hashlib.sha256(f"{sender}\x00{key}".encode()).hexdigest()[:32] if key else uuid.uuid4().hex
+    )
+    send_at = (request.get("options") or {}).get("send_at")
+    doc = {
+        "_id": push_id,
+        "sender": sender,
+        "audience": request["audience"],
+        "notification": request.get("notification"),
+        "data": request.get("data"),
+        "options": {k: v for k, v in (request.get("options") or {}).items() if k != "send_at"},
+        "send_at": send_at,
+        "status": SCHEDULED if send_at and send_at > now else QUEUED,
+        "targeted": None,
+        "chunks": None,
+        "created_at": now,
+    }
+    try:
+        db[PUSHES].insert_one(doc)
+    except DuplicateKeyError:
+        existing = db[PUSHES].find_one({"_id": push_id}, {"status": 1}) or {}
+        return push_id, False, existing.get("status", QUEUED)
+    return push_id, True, doc["status"]
+
+
+def resolve_audience(db: Database, audience: dict[str, Any]) -> list[str]:
+    """Device ids the audience names, sorted, without duplicates."""
+    if "devices" in audience:
+        found = db[DEVICES].find({"_id": {"$in": audience["devices"]}}, {"_id": 1})
+    elif "users" in audience:
+        found = db[DEVICES].find({"user": {"$in": audience["users"]}}, {"_id": 1})
+    elif "topic" in audience:
+        found = db[DEVICES].find({"topics": audience["topic"]}, {"_id": 1})
+    else:
+        users = [m["user"] for m in membership.list_members(db, audience["scope"])]
+        found = db[DEVICES].find({"user": {"$in": users}}, {"_id": 1})
+    return sorted({d["_id"] for d in found})
+
+
+def plan_fan_out(db: Database, push_id: str) -> list[int]:
+    """Store the chunks of a push (once) and return the numbers of those not done yet."""
+    push = db[PUSHES].find_one({"_id": push_id})
+    if push is None or push["status"] in (DONE, CANCELLED, SCHEDULED):
+        return []
+    if push.get("chunks") is None:
+        devices = resolve_audience(db, push["audience"])
+        chunks = [devices[i : i + CHUNK_SIZE] for i in range(0, len(devices), CHUNK_SIZE)]
+        for number, members in enumerate(chunks):
+            db[CHUNKS].replace_one(
+                {"_id": f"{push_id}|{number}"},
+                {
+                    "_id": f"{push_id}|{number}",
+                    "push_id": push_id,
+                    "devices": members,
+                    "done": False,
+                },
+                upsert=True,
+            )
+        status = SENDING if chunks else DONE
+        db[PUSHES].update_one(
+            {"_id": push_id},
+            {"$set": {"targeted": len(devices), "chunks": len(chunks), "status": status}},
+        )
+        return list(range(len(chunks)))
+    pending = []
+    for number in range(push["chunks"]):
+        chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"}, {"done": 1})
+        if chunk is not None and not chunk["done"]:
+            pending.append(number)
+    return pending
+
+
+def message_of(push: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "push_id": push["_id"],
+        "notification": push.get("notification"),
+        "data": push.get("data"),
+        "options": push.get("options") or {},
+    }
+
+
+def send_chunk(
+    db: Database, push_id: str, number: int, providers: dict[str, Provider]
+) -> dict[str, int]:
+    """Send one chunk; each device at most once. Returns the chunk's counts."""
+    chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
+    push = db[PUSHES].find_one({"_id": push_id})
+    if chunk is None or push is None:
+        return {}
+    if chunk["done"]:
+        return chunk["counts"]
+    message = message_of(push)
+    for did in chunk["devices"]:
+        if db[PUSHES].find_one({"_id": push_id}, {"status": 1})["status"] == CANCELLED:
+            break
+        delivery_id = f"{push_id}|{did}"
+        try:
+            db[DELIVERIES].insert_one(
+                {"_id": delivery_id, "push_id": push_id, "device_id": did, "status": "sending"}
+            )
+        except DuplicateKeyError:
+            continue  # attempted before (a retried chunk): never twice
+        device = db[DEVICES].find_one({"_id": did})
+        if device is None:
+            _record(db, delivery_id, "invalid", "device unregistered")
+            continue
+        outcome = providers[device["platform"]].send(device, message)
+        if outcome.kind == "delivered":
+            _record(db, delivery_id, "sent", "")
+        elif outcome.kind == "token_dead":
+            _record(db, delivery_id, "invalid", outcome.reason)
+            db[DEVICES].delete_one({"_id": did})
+        else:
+            _record(db, delivery_id, "failed", outcome.kind + ": " + outcome.reason)
+    counts = _chunk_counts(db, push_id, chunk["devices"])
+    db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
+    _finish_if_done(db, push_id)
+    return counts
+
+
+def _record(db: Database, delivery_id: str, status: str, reason: str) -> None:
+    db[DELIVERIES].update_one({"_id": delivery_id}, {"$set": {"status": status, "reason": reason}})
+
+
+def _chunk_counts(db: Database, push_id: str, device_ids: list[str]) -> dict[str, int]:
+    counts = {"sent": 0, "failed": 0, "invalid": 0, "cancelled": 0}
+    ids = [f"{push_id}|{d}" for d in device_ids]
+    seen = {
+        d["_id"]: d["status"] for d in db[DELIVERIES].find({"_id": {"$in": ids}}, {"status": 1})
+    }
+    for delivery_id in ids:
+        status = seen.get(delivery_id)
+        if status is None:
+            counts["cancelled"] += 1
+        elif status == "sending":  # interrupted mid-send: not retried, so it failed
+            counts["failed"] += 1
+        else:
+            counts[status] += 1
+    return counts
+
+
+def _finish_if_done(db: Database, push_id: str) -> None:
+    push = db[PUSHES].find_one({"_id": push_id})
+    if push is None or push["status"] in (DONE, CANCELLED):
+        return
+    done = all(
+        (db[CHUNKS].find_one({"_id": f"{push_id}|{n}"}, {"done": 1}) or {}).get("done")
+        for n in range(push.get("chunks") or 0)
+    )
+    if done:
+        db[PUSHES].update_one({"_id": push_id, "status": SENDING}, {"$set": {"status": DONE}})
+
+
+def status(db: Database, push_id: str) -> dict[str, Any] | None:
+    push = db[PUSHES].find_one({"_id": push_id})
+    if push is None:
+        return None
+    counts = {"sent": 0, "failed": 0, "invalid": 0}
+    for number in range(push.get("chunks") or 0):
+        chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"}, {"counts": 1})
+        for name in counts:
+            counts[name] += ((chunk or {}).get("counts") or {}).get(name, 0)
+    targeted = push.get("targeted") or 0
+    finished = push["status"] in (DONE, CANCELLED)
+    pending = 0 if finished else targeted - sum(counts.values())
+    return {
+        "push_id": push_id,
+        "status": push["status"],
+        "counts": {"targeted": targeted, **counts, "pending": max(0, pending)},
+        "created_at": push["created_at"],
+        "send_at": push.get("send_at"),
+    }
+
+
+def cancel(db: Database, push_id: str) -> tuple[str, bool] | None:
+    """Cancel a push not yet done: (status after, whether this call cancelled it); None if
+    there is no such push."""
+    push = db[PUSHES].find_one({"_id": push_id}, {"status": 1})
+    if push is None:
+        return None
+    if push["status"] in (SCHEDULED, QUEUED, SENDING):
+        db[PUSHES].update_one({"_id": push_id}, {"$set": {"status": CANCELLED}})
+        return CANCELLED, True
+    return push["status"], False
+
+
+def due_pushes(db: Database, now: datetime, release: Callable[[str], None]) -> int:
+    """Release scheduled pushes whose time has come (beat); return how many."""
+    count = 0
+    for push in db[PUSHES].find({"status": SCHEDULED, "send_at": {"$lte": now}}, {"_id": 1}):
+        db[PUSHES].update_one(
+            {"_id": push["_id"], "status": SCHEDULED}, {"$set": {"status": QUEUED}}
+        )
+        release(push["_id"])
+        count += 1
+    return count
+
+
+def ensure_push_indexes(db: Database) -> None:
+    """Indexes for audience resolution and scheduled sends (on MongoDB; FerretDB scans)."""
+    db[DEVICES].create_index("user", name="user")
+    db[DEVICES].create_index("topics", name="topics")
+    db[PUSHES].create_index([("status", 1), ("send_at", 1)], name="status_send_at")

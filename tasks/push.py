@@ -1,0 +1,61 @@
+"""Push tasks on the `push` queue: fan out a push into chunks, send a chunk."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.errors import ConnectionFailure
+
+from push import notifications
+from push.providers import Provider, providers_from_settings
+from workers.celery_app import celery_app, mongo, settings
+
+
+@functools.cache
+def providers() -> dict[str, Provider]:
+    """One set of provider clients per worker process (their connections are long-lived)."""
+    return providers_from_settings(settings())
+
+
+def publish_fan_out(push_id: str) -> None:
+    celery_app.send_task("push.fan_out", args=[push_id], queue="push", routing_key="push")
+
+
+@celery_app.task(
+    name="push.fan_out",
+    soft_time_limit=120,
+    time_limit=180,
+    autoretry_for=(ConnectionFailure,),
+    retry_backoff=True,
+    max_retries=10,
+)
+def fan_out(push_id: str) -> dict[str, Any]:
+    """Resolve the audience into chunks and queue one task per chunk not done yet."""
+    chunks = notifications.plan_fan_out(mongo().db, push_id)
+    for number in chunks:
+        celery_app.send_task(
+            "push.send_chunk", args=[push_id, number], queue="push", routing_key="push"
+        )
+    return {"push_id": push_id, "chunks": len(chunks)}
+
+
+@celery_app.task(
+    name="push.send_chunk",
+    soft_time_limit=240,
+    time_limit=300,
+    autoretry_for=(ConnectionFailure,),
+    retry_backoff=True,
+    max_retries=10,
+)
+def send_chunk(push_id: str, number: int) -> dict[str, Any]:
+    counts = notifications.send_chunk(mongo().db, push_id, number, providers())
+    return {"push_id": push_id, "chunk": number, **counts}
+
+
+@celery_app.task(name="maintenance.send_due_pushes", soft_time_limit=60, time_limit=90)
+def send_due_pushes() -> dict[str, Any]:
+    """Release scheduled pushes that are due (beat, every few seconds): no long ETA messages."""
+    count = notifications.due_pushes(mongo().db, datetime.now(UTC), publish_fan_out)
+    return {"job": "send_due_pushes", "count": count}

@@ -1,0 +1,155 @@
+"""Push API (SPEC §4): accept, fan out, count, idempotency, cancel, scheduling, audiences.
+
+No provider credentials are configured in the suite, so every send ends `failed` with a
+configuration error: the point here is the push lifecycle, which must end and count right.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from push.notifications import DELIVERIES
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _device(client: Any, make_token: Any, user: str, topics: list[str] | None = None) -> str:
+    reply = client.post(
+        "/v1/devices",
+        json={"platform": "android", "token": uuid.uuid4().hex * 3, "topics": topics or []},
+        headers={"Authorization": f"Bearer {make_token(user)}"},
+    )
+    assert reply.status_code == 201
+    return reply.get_json()["device_id"]
+
+
+def _push(client: Any, admin: dict[str, str], **body: Any) -> Any:
+    body.setdefault("notification", {"title": "Hi", "body": "there"})
+    return client.post("/v1/push", json=body, headers=admin)
+
+
+def _wait_done(client: Any, admin: dict[str, str], push_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
+        if body["status"] in ("done", "cancelled"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"push {push_id} still {body}")
+
+
+def test_a_push_to_users_ends_done_with_every_device_counted(
+    client: Any, admin: dict[str, str], make_token: Any, db: Database
+) -> None:
+    users = [f"p-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    devices = [_device(client, make_token, users[0]), _device(client, make_token, users[0])]
+    devices.append(_device(client, make_token, users[1]))
+    reply = _push(client, admin, audience={"users": users})
+    assert reply.status_code == 202
+    status = _wait_done(client, admin, reply.get_json()["push_id"])
+    assert status["counts"] == {"targeted": 3, "sent": 0, "failed": 3, "invalid": 0, "pending": 0}
+    reasons = {d["reason"] for d in db[DELIVERIES].find({"push_id": status["push_id"]})}
+    assert reasons == {"config_error: no credentials configured for android"}
+
+
+def test_the_same_idempotency_key_returns_the_same_push(
+    client: Any, admin: dict[str, str], make_token: Any, db: Database
+) -> None:
+    user = f"p-{uuid.uuid4().hex[:8]}"
+    _device(client, make_token, user)
+    key = uuid.uuid4().hex
+    first = _push(client, admin, audience={"users": [user]}, idempotency_key=key).get_json()
+    again = _push(client, admin, audience={"users": [user]}, idempotency_key=key).get_json()
+    assert first == again
+    _wait_done(client, admin, first["push_id"])
+    assert db[DELIVERIES].count_documents({"push_id": first["push_id"]}) == 1
+
+
+def test_topic_and_scope_audiences(client: Any, admin: dict[str, str], make_token: Any) -> None:
+    topic = f"t{uuid.uuid4().hex[:8]}"
+    _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}", [topic])
+    _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}", [topic, "other"])
+    _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}", ["other"])
+    by_topic = _push(client, admin, audience={"topic": topic}).get_json()["push_id"]
+    assert _wait_done(client, admin, by_topic)["counts"]["targeted"] == 2
+
+    scope = f"team:{uuid.uuid4().hex[:8]}"
+    member = f"p-{uuid.uuid4().hex[:8]}"
+    client.put(f"/v1/admin/scopes/{scope}/members/{member}", json={"role": "reader"}, headers=admin)
+    _device(client, make_token, member)
+    by_scope = _push(client, admin, audience={"scope": scope}, data={"k": "v"}).get_json()[
+        "push_id"
+    ]
+    assert _wait_done(client, admin, by_scope)["counts"]["targeted"] == 1
+
+
+def test_a_scheduled_push_can_be_cancelled_and_sends_nothing(
+    client: Any, admin: dict[str, str], make_token: Any, db: Database
+) -> None:
+    user = f"p-{uuid.uuid4().hex[:8]}"
+    _device(client, make_token, user)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    push_id = _push(
+        client, admin, audience={"users": [user]}, options={"send_at": later}
+    ).get_json()["push_id"]
+    assert client.get(f"/v1/push/{push_id}", headers=admin).get_json()["status"] == "scheduled"
+    cancelled = client.delete(f"/v1/push/{push_id}", headers=admin)
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["status"] == "cancelled"
+    assert client.delete(f"/v1/push/{push_id}", headers=admin).status_code == 409
+    assert db[DELIVERIES].count_documents({"push_id": push_id}) == 0
+
+
+def test_a_due_scheduled_push_is_released_by_beat_job(
+    client: Any, admin: dict[str, str], make_token: Any, settings: Any
+) -> None:
+    from workers.factory import create_celery
+
+    user = f"p-{uuid.uuid4().hex[:8]}"
+    _device(client, make_token, user)
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    push_id = _push(
+        client, admin, audience={"users": [user]}, options={"send_at": soon}
+    ).get_json()["push_id"]
+    time.sleep(1.2)
+    job = create_celery(settings).send_task(
+        "maintenance.send_due_pushes", queue="maintenance", routing_key="maintenance"
+    )
+    assert job.get(timeout=30)["count"] >= 1
+    assert _wait_done(client, admin, push_id)["counts"]["targeted"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"audience": {}},
+        {"audience": {"users": ["a"], "topic": "t"}},
+        {"audience": {"topic": "has space"}},
+        {"audience": {"users": [{"$gt": ""}]}},
+        {"audience": {"users": ["a"]}, "notification": None, "data": None},
+        {"audience": {"users": ["a"]}, "data": {"n": 1}},
+        {"audience": {"users": ["a"]}, "options": {"priority": "urgent"}},
+    ],
+)
+def test_bad_push_requests_are_400(
+    client: Any, admin: dict[str, str], body: dict[str, Any]
+) -> None:
+    reply = client.post(
+        "/v1/push", json={"notification": {"title": "x", "body": "y"}, **body}, headers=admin
+    )
+    assert reply.status_code == 400
+
+
+def test_push_needs_a_push_send_key(client: Any, app: Any) -> None:
+    body = {"audience": {"users": ["a"]}, "notification": {"title": "x", "body": "y"}}
+    assert client.post("/v1/push", json=body).status_code == 401
+    created = app.test_cli_runner().invoke(args=["keys", "create", "ro", "--scope", "admin"])
+    admin_only = created.stdout.strip().splitlines()[0]
+    assert client.post("/v1/push", json=body, headers={"X-API-Key": admin_only}).status_code == 403
+    assert client.get("/v1/push/unknown", headers={"X-API-Key": admin_only}).status_code == 403
