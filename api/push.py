@@ -7,11 +7,11 @@ from typing import Any
 from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from kombu.exceptions import KombuError, OperationalError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.errors import APIError
 from api.keys import require_api_key
+from api.queueing import publish_or_503
 from push import notifications
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
@@ -101,18 +101,12 @@ class Pushes(MethodView):
         """Queue a push; the same idempotency key returns the same push."""
         push_id, created, state = notifications.create_push(_db(), g.api_key_id, body)
         if created and state == notifications.QUEUED:  # scheduled ones are released by beat
-            try:
-                current_app.extensions["offgrid.celery"].send_task(
-                    "push.fan_out", args=[push_id], queue="push", routing_key="push"
-                )
-            except (OperationalError, KombuError, OSError) as exc:
-                _db()[notifications.PUSHES].delete_one({"_id": push_id})
-                raise APIError(
-                    503,
-                    "broker_unavailable",
-                    "the queue cannot take work right now",
-                    headers={"Retry-After": "5"},
-                ) from exc
+            publish_or_503(
+                "push.fan_out",
+                [push_id],
+                "push",
+                undo=lambda: notifications.forget_push(_db(), push_id),
+            )
         return {"push_id": push_id}
 
 

@@ -10,11 +10,11 @@ from typing import Any
 from flask import current_app, g, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from kombu.exceptions import KombuError, OperationalError
 
 from api.auth import require_user
 from api.errors import APIError
 from api.metrics import BATCHES_ACCEPTED, MUTATIONS_ACCEPTED
+from api.queueing import publish_or_503
 from api.schemas import (
     BatchAcceptedSchema,
     BatchStatusSchema,
@@ -41,19 +41,6 @@ def _db() -> Any:
 def _prefer_wait() -> int:
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
     return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else 0
-
-
-def _publish_apply(batch_id: str) -> None:
-    celery = current_app.extensions["offgrid.celery"]
-    celery.send_task(
-        "sync.apply_batch",
-        args=[batch_id],
-        task_id=batch_id,
-        queue="sync",
-        routing_key="sync",
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-    )
 
 
 def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | None:
@@ -99,16 +86,13 @@ class Push(MethodView):
             )
         except batches.ClientOwnedByAnotherUser:
             raise APIError(403, "forbidden", "client_id belongs to another user") from None
-        try:
-            _publish_apply(batch_id)
-        except (OperationalError, KombuError, OSError) as exc:
-            batches.forget_batch(_db(), batch_id)
-            raise APIError(
-                503,
-                "broker_unavailable",
-                "the queue cannot take work right now; retry later",
-                headers={"Retry-After": "5"},
-            ) from exc
+        publish_or_503(
+            "sync.apply_batch",
+            [batch_id],
+            "sync",
+            undo=lambda: batches.forget_batch(_db(), batch_id),
+            task_id=batch_id,
+        )
 
         BATCHES_ACCEPTED.inc()
         MUTATIONS_ACCEPTED.inc(len(body["mutations"]))

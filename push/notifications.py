@@ -33,15 +33,18 @@ CHUNK_SIZE = 500
 SCHEDULED, QUEUED, SENDING, DONE, CANCELLED = "scheduled", "queued", "sending", "done", "cancelled"
 
 
+def push_id_for(sender: str, idempotency_key: str) -> str:
+    """The id of the push a sender's idempotency key names: a retry finds the same push."""
+    return hashlib.sha256(f"{sender}\x00{idempotency_key}".encode()).hexdigest()[:32]
+
+
 def create_push(
     db: Database, sender: str, request: dict[str, Any], now: datetime | None = None
 ) -> tuple[str, bool, str]:
     """Store a push; return (push_id, created, status). The same idempotency key: same push."""
     now = now or datetime.now(UTC)
     key = request.get("idempotency_key")
-    push_id = (
-        hashlib.sha256(f"{sender}\x00{key}".encode()).hexdigest()[:32] if key else uuid.uuid4().hex
-    )
+    push_id = push_id_for(sender, key) if key else uuid.uuid4().hex
     send_at = (request.get("options") or {}).get("send_at")
     doc = {
         "_id": push_id,
@@ -62,6 +65,11 @@ def create_push(
         existing = db[PUSHES].find_one({"_id": push_id}, {"status": 1}) or {}
         return push_id, False, existing.get("status", QUEUED)
     return push_id, True, doc["status"]
+
+
+def forget_push(db: Database, push_id: str) -> None:
+    """Remove a push that could not be queued (the caller answered 503)."""
+    db[PUSHES].delete_one({"_id": push_id})
 
 
 def resolve_audience(db: Database, audience: dict[str, Any]) -> list[str]:

@@ -23,3 +23,46 @@ def test_broker_down_answers_503_with_retry_after_and_keeps_nothing(
     assert reply.headers["Retry-After"] == "5"
     assert reply.get_json()["error"]["code"] == "broker_unavailable"
     assert db[BATCHES].count_documents({"client_id": client_id}) == 0
+
+
+def test_push_with_broker_down_is_503_and_keeps_nothing(
+    settings: Settings, admin: dict[str, str], db: Database
+) -> None:
+    from push.notifications import PUSHES, push_id_for
+
+    down = dataclasses.replace(settings, broker_url="amqp://guest:guest@127.0.0.1:1//")
+    key = "outage-" + "x" * 20
+    reply = (
+        create_app(down)
+        .test_client()
+        .post(
+            "/v1/push",
+            json={
+                "audience": {"users": ["nobody"]},
+                "notification": {"title": "t", "body": "b"},
+                "idempotency_key": key,
+            },
+            headers=admin,
+        )
+    )
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "5"
+    expected = push_id_for("bootstrap", key)
+    assert db[PUSHES].count_documents({"_id": expected}) == 0
+    retried = create_app(settings).test_client()  # the broker is back: the same key works
+    again = retried.post(
+        "/v1/push",
+        json={
+            "audience": {"users": ["nobody"]},
+            "notification": {"title": "t", "body": "b"},
+            "idempotency_key": key,
+        },
+        headers=admin,
+    )
+    assert again.status_code == 202
+    assert again.get_json()["push_id"] == expected
+    assert db[PUSHES].find_one({"_id": again.get_json()["push_id"]})["status"] in (
+        "queued",
+        "sending",
+        "done",
+    )
