@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+import re
+import uuid
+
+from flask import Flask, Response, g, request
 from flask_smorest import Api
 from redis import Redis
 
@@ -14,6 +17,7 @@ from api.limits import register_limits
 from api.metrics import register_metrics
 from api.schemas import ErrorSchema
 from config import Settings, load_settings
+from config.logs import configure_logging, request_id
 from sync.collections import load_collections
 from sync.store import MongoHandle
 from workers.factory import create_celery
@@ -46,7 +50,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_security_headers(app)
     register_commands(app)
     register_metrics(app)
+    register_request_ids(app)
     return app
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def register_request_ids(app: Flask) -> None:
+    configure_logging(app.extensions["offgrid.settings"].log_level)
+
+    @app.before_request
+    def _adopt() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id.set(g.request_id)
+
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
 
 
 def register_security_headers(app: Flask) -> None:

@@ -8,10 +8,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from redis import Redis
 
 from config import Settings
+from config.logs import configure_logging, request_id
 from push.notifications import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, load_collections
@@ -50,6 +57,17 @@ def redis_client() -> Redis:
 
 def mongo() -> MongoHandle:
     return celery_app.offgrid_mongo  # type: ignore[attr-defined]
+
+
+@setup_logging.connect
+def _json_logs(**_: Any) -> None:
+    """Our JSON lines instead of Celery's own log format (connecting this replaces it)."""
+    configure_logging(settings().log_level)
+
+
+@task_prerun.connect
+def _adopt_request_id(task: Any = None, **_: Any) -> None:
+    request_id.set(getattr(task.request, "request_id", None) if task is not None else None)
 
 
 @worker_init.connect

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from config import Settings, load_settings
+from config.logs import request_id
 from sync.store import MongoHandle
 from workers.schedule import beat_schedule
 
@@ -44,6 +46,14 @@ def task_queues(delivery_limit: int) -> list[Queue]:
         )
         for name in QUEUE_NAMES
     ]
+
+
+@before_task_publish.connect
+def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Every task published while serving a request (API or task) carries its request id."""
+    current = request_id.get()
+    if headers is not None and current and "request_id" not in headers:
+        headers["request_id"] = current
 
 
 def worker_argv(python: str, name: str, *options: str) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -194,3 +196,23 @@ def test_gzip_request_bodies_are_accepted(sync_client: Any) -> None:
     )
     assert reply.status_code == 200
     assert reply.get_json()["results"] == [{"id": 1, "status": "applied", "version": 1}]
+
+
+def test_a_request_id_follows_the_batch_into_the_worker_logs(sync_client: Any, worker: Any) -> None:
+    marker = f"req-{uuid.uuid4().hex}"
+    reply = sync_client.http.post(
+        "/v1/sync/push",
+        json={"client_id": sync_client.client_id, "mutations": [sync_client.put("r", {"v": 1})]},
+        headers={**sync_client.headers, "X-Request-ID": marker, "Prefer": "wait=20"},
+    )
+    assert reply.headers["X-Request-ID"] == marker
+    assert reply.status_code == 200
+    deadline = time.monotonic() + 10
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not lines:
+        for raw in worker.log_path.read_text().splitlines():
+            if marker in raw and raw.startswith("{"):
+                lines.append(json.loads(raw))
+        time.sleep(0.2)
+    assert lines, "no worker log line carried the request id"
+    assert all(line["request_id"] == marker for line in lines)
