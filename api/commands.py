@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from pymongo.database import Database
 
 from api import keys
+from workers import deadletters
 
 keys_cli = AppGroup("keys", help="Manage server API keys (X-API-Key).")
 
@@ -44,5 +45,28 @@ def revoke(key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+dead_letters_cli = AppGroup("dead-letters", help="Inspect and replay dead-lettered messages.")
+
+
+@dead_letters_cli.command("list")
+@click.option("--limit", default=100, show_default=True)
+def dead_letters_list(limit: int) -> None:
+    """Describe dead letters (task, id, where from, why) as JSON lines; removes nothing."""
+    broker = current_app.extensions["offgrid.settings"].broker_url
+    for entry in deadletters.list_dead_letters(broker, limit):
+        click.echo(json.dumps(entry, default=str))
+
+
+@dead_letters_cli.command("replay")
+@click.option("--task-id", default=None, help="Replay only this task's message.")
+@click.option("--limit", default=100, show_default=True)
+def dead_letters_replay(task_id: str | None, limit: int) -> None:
+    """Publish dead letters back to the queue they came from."""
+    broker = current_app.extensions["offgrid.settings"].broker_url
+    count = deadletters.replay_dead_letters(broker, task_id, limit)
+    click.echo(f"replayed {count}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(keys_cli)
+    app.cli.add_command(dead_letters_cli)
