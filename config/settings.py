@@ -59,6 +59,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _vapid_subject(env: Mapping[str, str]) -> str:
+    value = env.get("VAPID_SUBJECT", "").strip()
+    if env.get("VAPID_PRIVATE_KEY", "").strip() and not value.startswith(("mailto:", "https://")):
+        raise SettingsError(
+            "VAPID_SUBJECT must be a mailto: or https: URL when VAPID_PRIVATE_KEY is set"
+        )
+    return value
+
+
 def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
@@ -93,6 +102,9 @@ class Settings:
     lock_ttl_seconds: int
     stuck_batch_seconds: int
     rate_limit_user: str
+    vapid_private_key: str | None
+    vapid_subject: str
+    webpush_ca_file: str | None
     rate_limit_key: str
     rate_limit_anonymous: str
     batch_retention_seconds: int
@@ -150,6 +162,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tombstone_horizon_seconds=_int(env, "TOMBSTONE_HORIZON", 30 * 86400, minimum=1),
         lock_ttl_seconds=_int(env, "LOCK_TTL", 30, minimum=2),
         stuck_batch_seconds=_int(env, "STUCK_BATCH_AFTER", 900, minimum=1),
+        vapid_private_key=env.get("VAPID_PRIVATE_KEY", "").strip() or None,
+        vapid_subject=_vapid_subject(env),
+        webpush_ca_file=env.get("WEBPUSH_CA_FILE", "").strip() or None,
         # Generous defaults: a syncing app pulls in bursts; tighten them per deployment.
         rate_limit_user=_rate(env, "RATE_LIMIT_USER", "3000/minute"),
         rate_limit_key=_rate(env, "RATE_LIMIT_KEY", "6000/minute"),

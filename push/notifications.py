@@ -160,6 +160,7 @@ def send_chunk(
             _record(db, delivery_id, "invalid", outcome.reason)
             db[DEVICES].delete_one({"_id": did})
         else:
+            # `retry` outcomes are failures until delayed retries land (docs/push.md).
             _record(db, delivery_id, "failed", outcome.kind + ": " + outcome.reason)
     counts = _chunk_counts(db, push_id, chunk["devices"])
     db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})

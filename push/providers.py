@@ -34,6 +34,16 @@ class UnconfiguredProvider:
         return Outcome("config_error", f"no credentials configured for {self.platform}")
 
 
-def providers_from_settings(_settings: Any) -> dict[str, Provider]:
-    """The provider of each platform. Credentials for APNs, FCM and Web Push are not wired yet."""
-    return {platform: UnconfiguredProvider(platform) for platform in ("ios", "android", "web")}
+def providers_from_settings(settings: Any) -> dict[str, Provider]:
+    """The provider of each platform; one without credentials is `UnconfiguredProvider`.
+    APNs and FCM clients are not wired yet."""
+    providers: dict[str, Provider] = {
+        platform: UnconfiguredProvider(platform) for platform in ("ios", "android", "web")
+    }
+    if settings.vapid_private_key:
+        from push.webpush import WebPushProvider
+
+        providers["web"] = WebPushProvider(
+            settings.vapid_private_key, settings.vapid_subject, settings.webpush_ca_file
+        )
+    return providers

@@ -66,7 +66,25 @@ def management_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def test_env(management_url: str) -> dict[str, str]:
+def webpush_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.fakes.webpush import WebPushFake
+
+    fake = WebPushFake(tmp_path_factory.mktemp("webpush"))
+    yield fake
+    fake.close()
+
+
+def _vapid_private_key() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.fakes.webpush import b64url
+
+    number = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+    return b64url(number.to_bytes(32, "big"))
+
+
+@pytest.fixture(scope="session")
+def test_env(management_url: str, webpush_fake: Any) -> dict[str, str]:
     """The environment every test process (API, workers) runs with."""
     _reset_vhost(management_url, TEST_VHOST)
     env = {
@@ -87,6 +105,10 @@ def test_env(management_url: str) -> dict[str, str]:
         "RATE_LIMIT_USER": "100000/minute",
         "RATE_LIMIT_KEY": "100000/minute",
         "RATE_LIMIT_ANONYMOUS": "100000/minute",
+        # Web Push goes to the local fake service, over TLS signed by its throwaway CA.
+        "VAPID_PRIVATE_KEY": _vapid_private_key(),
+        "VAPID_SUBJECT": "mailto:ops@offgrid.test",
+        "WEBPUSH_CA_FILE": str(webpush_fake.ca_file),
     }
     return env
 

@@ -1,0 +1,91 @@
+"""Web Push end to end: a real worker sends to the local Web Push service over TLS with VAPID
+and an aes128gcm-encrypted body; provider answers map to outcomes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from push.devices import DEVICES
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _web_device(client: Any, make_token: Any, user: str, subscription: str) -> str:
+    reply = client.post(
+        "/v1/devices",
+        json={"platform": "web", "token": subscription},
+        headers={"Authorization": f"Bearer {make_token(user)}"},
+    )
+    assert reply.status_code == 201, reply.get_json()
+    return reply.get_json()["device_id"]
+
+
+def _send(client: Any, admin: dict[str, str], user: str) -> dict[str, Any]:
+    push_id = client.post(
+        "/v1/push",
+        json={
+            "audience": {"users": [user]},
+            "notification": {"title": "Build green", "body": "main passed"},
+            "data": {"build": "42"},
+            "options": {"ttl": 600, "collapse_key": "builds"},
+        },
+        headers=admin,
+    ).get_json()["push_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
+        if status["status"] == "done":
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"push {push_id} not done: {status}")
+
+
+def test_a_web_push_is_delivered_encrypted_and_signed(
+    client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any
+) -> None:
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    subscription = webpush_fake.subscribe()
+    _web_device(client, make_token, user, subscription)
+    status = _send(client, admin, user)
+    assert status["counts"] == {"targeted": 1, "sent": 1, "failed": 0, "invalid": 0, "pending": 0}
+    received = webpush_fake.received[webpush_fake.sub_id(subscription)]
+    assert received == [
+        {
+            "push_id": status["push_id"],
+            "notification": {"title": "Build green", "body": "main passed"},
+            "data": {"build": "42"},
+        }
+    ]
+    assert webpush_fake.errors == []
+
+
+@pytest.mark.parametrize("code", [404, 410])
+def test_a_gone_subscription_is_pruned(
+    code: int, client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any, db: Database
+) -> None:
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    subscription = webpush_fake.subscribe()
+    device_id = _web_device(client, make_token, user, subscription)
+    webpush_fake.script[webpush_fake.sub_id(subscription)] = code
+    status = _send(client, admin, user)
+    assert status["counts"]["invalid"] == 1
+    assert db[DEVICES].count_documents({"_id": device_id}) == 0
+
+
+def test_a_throttled_send_is_not_counted_as_sent(
+    client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any, db: Database
+) -> None:
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    subscription = webpush_fake.subscribe()
+    device_id = _web_device(client, make_token, user, subscription)
+    webpush_fake.script[webpush_fake.sub_id(subscription)] = 429
+    status = _send(client, admin, user)
+    assert (status["counts"]["sent"], status["counts"]["failed"]) == (0, 1)
+    assert (
+        db[DEVICES].count_documents({"_id": device_id}) == 1
+    )  # a busy service is not a dead token
