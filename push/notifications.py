@@ -129,9 +129,14 @@ def message_of(push: dict[str, Any]) -> dict[str, Any]:
 
 
 def send_chunk(
-    db: Database, push_id: str, number: int, providers: dict[str, Provider]
+    db: Database,
+    push_id: str,
+    number: int,
+    providers: dict[str, Provider],
+    crash_point: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Send one chunk; each device at most once. Returns the chunk's counts."""
+    hook = crash_point or (lambda _step: None)
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
     push = db[PUSHES].find_one({"_id": push_id})
     if chunk is None or push is None:
@@ -154,6 +159,7 @@ def send_chunk(
             _record(db, delivery_id, "invalid", "device unregistered")
             continue
         outcome = providers[device["platform"]].send(device, message)
+        hook("push_after_send")  # the harshest moment to die: sent, not yet recorded
         if outcome.kind == "delivered":
             _record(db, delivery_id, "sent", "")
         elif outcome.kind == "token_dead":

@@ -10,7 +10,8 @@ from pymongo.errors import ConnectionFailure
 
 from push import notifications
 from push.providers import Provider, providers_from_settings
-from workers.celery_app import celery_app, mongo, settings
+from sync.faults import crash_point
+from workers.celery_app import celery_app, mongo, redis_client, settings
 
 
 @functools.cache
@@ -50,7 +51,9 @@ def fan_out(push_id: str) -> dict[str, Any]:
     max_retries=10,
 )
 def send_chunk(push_id: str, number: int) -> dict[str, Any]:
-    counts = notifications.send_chunk(mongo().db, push_id, number, providers())
+    counts = notifications.send_chunk(
+        mongo().db, push_id, number, providers(), crash_point(redis_client())
+    )
     return {"push_id": push_id, "chunk": number, **counts}
 
 

@@ -89,3 +89,24 @@ def test_a_throttled_send_is_not_counted_as_sent(
     assert (
         db[DEVICES].count_documents({"_id": device_id}) == 1
     )  # a busy service is not a dead token
+
+
+def test_a_worker_killed_mid_chunk_never_sends_a_device_twice(
+    client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any, redis_client: Any
+) -> None:
+    from sync.faults import CRASH_KEY
+
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    subscriptions = [webpush_fake.subscribe() for _ in range(3)]
+    for subscription in subscriptions:
+        _web_device(client, make_token, user, subscription)
+    redis_client.set(CRASH_KEY, "push_after_send")  # die right after the first send
+    status = _send(client, admin, user)
+    assert redis_client.get(CRASH_KEY) is None, "the armed crash never happened"
+    received = [len(webpush_fake.received.get(webpush_fake.sub_id(s), [])) for s in subscriptions]
+    assert sorted(received) == [1, 1, 1]  # every device exactly once, none twice
+    counts = status["counts"]
+    assert counts["targeted"] == 3
+    assert counts["pending"] == 0
+    # The send cut short by the crash is not known to have arrived: it counts as failed.
+    assert (counts["sent"], counts["failed"]) == (2, 1)
