@@ -25,8 +25,17 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # Keys are cached for 5 minutes; a token with an unknown `kid` (a rotation) refetches
+        # the set, at most once per JWT_JWKS_COOLDOWN seconds, so random kids cannot turn
+        # every request into a fetch.
         self._jwks = (
-            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            jwt.PyJWKClient(
+                settings.jwt_jwks_url,
+                cache_keys=True,
+                lifespan=300,
+                timeout=5,
+                cooldown_duration=float(settings.jwks_refetch_cooldown_seconds),
+            )
             if settings.jwt_jwks_url
             else None
         )
@@ -35,7 +44,15 @@ class TokenVerifier:
         options = {"require": ["sub"]}
         try:
             if self._jwks is not None:
-                key = self._jwks.get_signing_key_from_jwt(token).key
+                try:
+                    key = self._jwks.get_signing_key_from_jwt(token).key
+                except jwt.PyJWKClientConnectionError:
+                    raise APIError(
+                        503,
+                        "unavailable",
+                        "the identity provider's keys cannot be fetched",
+                        headers={"Retry-After": "5"},
+                    ) from None
                 claims = jwt.decode(
                     token,
                     key,

@@ -89,6 +89,7 @@ class Settings:
     jwt_jwks_url: str | None
     jwt_issuer: str | None
     jwt_audience: str | None
+    jwks_refetch_cooldown_seconds: int
     admin_api_key: str
     collections_module: str
     log_level: str
@@ -147,6 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_jwks_url=jwks_url,
         jwt_issuer=issuer,
         jwt_audience=audience,
+        jwks_refetch_cooldown_seconds=_int(env, "JWT_JWKS_COOLDOWN", 10, minimum=1),
         admin_api_key=admin_api_key,
         collections_module=env.get("OFFGRID_COLLECTIONS", "").strip()
         or "config.example_collections",
