@@ -44,8 +44,11 @@ class WebPushProvider:
     def send(self, device: dict[str, Any], message: dict[str, Any]) -> Outcome:
         try:
             subscription = json.loads(device["token"])
-        except ValueError:
-            return Outcome("token_dead", "the stored subscription is not JSON")
+            endpoint = subscription["endpoint"]
+        except (ValueError, TypeError, KeyError):
+            return Outcome("token_dead", "the token is not a PushSubscription")
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            return Outcome("token_dead", "the subscription has no https endpoint")
         options = message["options"]
         payload = {
             "push_id": message["push_id"],

@@ -110,3 +110,13 @@ def test_a_worker_killed_mid_chunk_never_sends_a_device_twice(
     assert counts["pending"] == 0
     # The send cut short by the crash is not known to have arrived: it counts as failed.
     assert (counts["sent"], counts["failed"]) == (2, 1)
+
+
+def test_a_web_token_that_is_not_a_subscription_is_pruned_at_first_send(
+    client: Any, admin: dict[str, str], make_token: Any, db: Database
+) -> None:
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    device_id = _web_device(client, make_token, user, "not-a-push-subscription")
+    status = _send(client, admin, user)
+    assert status["counts"]["invalid"] == 1
+    assert db[DEVICES].count_documents({"_id": device_id}) == 0
