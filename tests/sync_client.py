@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -85,6 +86,21 @@ class SyncTestClient:
             json={"client_id": self.client_id, "mutations": mutations},
             headers=headers,
         )
+
+    def store_unpublished(self, db: Any, mutations: list[dict], created_at: Any = None) -> str:
+        """A batch stored as the API stores it, whose queue message never reached a worker."""
+        from sync import batches
+
+        batch_id = uuid.uuid4().hex
+        batches.submit_batch(
+            db,
+            batch_id=batch_id,
+            user=self.user,
+            client_id=self.client_id,
+            mutations=mutations,
+            now=created_at,
+        )
+        return batch_id
 
     def status(self, batch_id: str) -> Any:
         return self.http.get(f"/v1/sync/batches/{batch_id}", headers=self.headers)

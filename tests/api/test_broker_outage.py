@@ -32,33 +32,18 @@ def test_push_with_broker_down_is_503_and_keeps_nothing(
 
     down = dataclasses.replace(settings, broker_url="amqp://guest:guest@127.0.0.1:1//")
     key = "outage-" + "x" * 20
-    reply = (
-        create_app(down)
-        .test_client()
-        .post(
-            "/v1/push",
-            json={
-                "audience": {"users": ["nobody"]},
-                "notification": {"title": "t", "body": "b"},
-                "idempotency_key": key,
-            },
-            headers=admin,
-        )
-    )
+    body = {
+        "audience": {"users": ["nobody"]},
+        "notification": {"title": "t", "body": "b"},
+        "idempotency_key": key,
+    }
+    reply = create_app(down).test_client().post("/v1/push", json=body, headers=admin)
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "5"
     expected = push_id_for("bootstrap", key)
     assert db[PUSHES].count_documents({"_id": expected}) == 0
-    retried = create_app(settings).test_client()  # the broker is back: the same key works
-    again = retried.post(
-        "/v1/push",
-        json={
-            "audience": {"users": ["nobody"]},
-            "notification": {"title": "t", "body": "b"},
-            "idempotency_key": key,
-        },
-        headers=admin,
-    )
+    # The broker is back: the same request with the same key works.
+    again = create_app(settings).test_client().post("/v1/push", json=body, headers=admin)
     assert again.status_code == 202
     assert again.get_json()["push_id"] == expected
     assert db[PUSHES].find_one({"_id": again.get_json()["push_id"]})["status"] in (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,14 +26,8 @@ def test_a_batch_whose_message_was_lost_is_requeued_and_applied(
     settings: Settings, db: Database, sync_client: Any
 ) -> None:
     # Stored and acknowledged to the client, but its message never reached a worker.
-    batch_id = uuid.uuid4().hex
-    batches.submit_batch(
-        db,
-        batch_id=batch_id,
-        user=sync_client.user,
-        client_id=sync_client.client_id,
-        mutations=[sync_client.put("lost", {"v": 1})],
-        now=datetime.now(UTC) - timedelta(hours=1),
+    batch_id = sync_client.store_unpublished(
+        db, [sync_client.put("lost", {"v": 1})], created_at=datetime.now(UTC) - timedelta(hours=1)
     )
     outcome = _run(settings, "maintenance.requeue_stuck_batches")
     assert outcome["count"] >= 1

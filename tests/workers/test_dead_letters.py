@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from flask import Flask
 from pymongo.database import Database
 
 from config import Settings
-from sync import batches
 from workers.factory import DEAD_LETTER_EXCHANGE, create_celery
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -50,14 +48,7 @@ def test_replay_sends_a_dead_letter_back_and_it_is_applied(
 ) -> None:
     # A batch whose message RabbitMQ dead-lettered (say, after the delivery limit while a bug
     # crashed every worker); the fix is deployed, now replay it.
-    batch_id = uuid.uuid4().hex
-    batches.submit_batch(
-        db,
-        batch_id=batch_id,
-        user=sync_client.user,
-        client_id=sync_client.client_id,
-        mutations=[sync_client.put("replayed", {"v": 1})],
-    )
+    batch_id = sync_client.store_unpublished(db, [sync_client.put("replayed", {"v": 1})])
     create_celery(settings).send_task(
         "sync.apply_batch",
         args=[batch_id],
