@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
@@ -128,22 +130,43 @@ def message_of(push: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChunkResult:
+    counts: dict[str, int]
+    retry_in: float | None = None  # set when some devices asked to be tried again later
+
+
+def _retry_delay(attempt: int, asked: float | None) -> float:
+    """Exponential backoff with jitter, never shorter than the provider's Retry-After."""
+    backoff = min(2**attempt, 300) * (0.5 + random.random() / 2)
+    return max(backoff, asked or 0.0, 1.0)
+
+
 def send_chunk(
     db: Database,
     push_id: str,
     number: int,
     providers: dict[str, Provider],
     crash_point: Callable[[str], None] | None = None,
-) -> dict[str, int]:
-    """Send one chunk; each device at most once. Returns the chunk's counts."""
+    now: datetime | None = None,
+) -> ChunkResult:
+    """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
+    5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends."""
     hook = crash_point or (lambda _step: None)
+    now = now or datetime.now(UTC)
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
     push = db[PUSHES].find_one({"_id": push_id})
     if chunk is None or push is None:
-        return {}
+        return ChunkResult({})
     if chunk["done"]:
-        return chunk["counts"]
+        return ChunkResult(chunk["counts"])
     message = message_of(push)
+    created = (
+        push["created_at"] if push["created_at"].tzinfo else push["created_at"].replace(tzinfo=UTC)
+    )
+    expires = created + timedelta(seconds=int(message["options"].get("ttl", 86400)))
+    attempt = int(chunk.get("attempt", 0))
+    retry_after: list[float] = []
     for did in chunk["devices"]:
         if db[PUSHES].find_one({"_id": push_id}, {"status": 1})["status"] == CANCELLED:
             break
@@ -165,13 +188,23 @@ def send_chunk(
         elif outcome.kind == "token_dead":
             _record(db, delivery_id, "invalid", outcome.reason)
             db[DEVICES].delete_one({"_id": did})
+        elif outcome.kind == "retry":
+            delay = _retry_delay(attempt, outcome.retry_after)
+            if now + timedelta(seconds=delay) < expires:
+                # Nothing was delivered: forget the attempt so the next run may send it.
+                db[DELIVERIES].delete_one({"_id": delivery_id, "status": "sending"})
+                retry_after.append(delay)
+            else:
+                _record(db, delivery_id, "failed", f"expired: ttl passed ({outcome.reason})")
         else:
-            # `retry` outcomes are failures until delayed retries land (docs/push.md).
             _record(db, delivery_id, "failed", outcome.kind + ": " + outcome.reason)
+    if retry_after and db[PUSHES].find_one({"_id": push_id}, {"status": 1})["status"] != CANCELLED:
+        db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
+        return ChunkResult({}, retry_in=max(retry_after))
     counts = _chunk_counts(db, push_id, chunk["devices"])
     db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
     _finish_if_done(db, push_id)
-    return counts
+    return ChunkResult(counts)
 
 
 def _record(db: Database, delivery_id: str, status: str, reason: str) -> None:

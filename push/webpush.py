@@ -81,6 +81,10 @@ class WebPushProvider:
             if code in (401, 403):
                 return Outcome("config_error", f"{code} VAPID rejected")
             return Outcome("payload_error", f"{code} {response.text[:200]}")
-        except requests.RequestException as exc:
+        except requests.ConnectionError as exc:
+            # Not connected: nothing was sent, so trying again cannot deliver twice.
             return Outcome("retry", f"network: {type(exc).__name__}")
+        except requests.RequestException as exc:
+            # Sent, but no answer: it may have been delivered. At most once wins: no retry.
+            return Outcome("payload_error", f"unknown outcome: {type(exc).__name__}")
         return Outcome("delivered")

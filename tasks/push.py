@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,10 +52,21 @@ def fan_out(push_id: str) -> dict[str, Any]:
     max_retries=10,
 )
 def send_chunk(push_id: str, number: int) -> dict[str, Any]:
-    counts = notifications.send_chunk(
+    result = notifications.send_chunk(
         mongo().db, push_id, number, providers(), crash_point(redis_client())
     )
-    return {"push_id": push_id, "chunk": number, **counts}
+    if result.retry_in is not None:
+        # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;
+        # native delayed delivery counts whole seconds.
+        celery_app.send_task(
+            "push.send_chunk",
+            args=[push_id, number],
+            queue="push",
+            routing_key="push",
+            countdown=max(1, math.ceil(result.retry_in)),
+        )
+        return {"push_id": push_id, "chunk": number, "retry_in": result.retry_in}
+    return {"push_id": push_id, "chunk": number, **result.counts}
 
 
 @celery_app.task(name="maintenance.send_due_pushes", soft_time_limit=60, time_limit=90)

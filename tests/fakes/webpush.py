@@ -93,7 +93,9 @@ class WebPushFake:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.errors: list[str] = []
-        self.script: dict[str, int] = {}
+        # Scripted answers: an int answers every request; a list is used up one per request.
+        self.script: dict[str, int | list[int]] = {}
+        self.retry_after = 30
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,7 +110,7 @@ class WebPushFake:
                 )
                 self.send_response(status)
                 if status == 429:
-                    self.send_header("Retry-After", "30")
+                    self.send_header("Retry-After", str(fake.retry_after))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -142,8 +144,11 @@ class WebPushFake:
         sub = self.subscriptions.get(sub_id)
         if sub is None:
             return 404
-        if sub_id in self.script:
-            return self.script[sub_id]
+        scripted = self.script.get(sub_id)
+        if isinstance(scripted, int):
+            return scripted
+        if scripted:
+            return scripted.pop(0)
         try:
             self._check_vapid(headers.get("authorization", ""))
             if headers.get("content-encoding") != "aes128gcm" or "ttl" not in headers:

@@ -25,14 +25,14 @@ def _web_device(client: Any, make_token: Any, user: str, subscription: str) -> s
     return reply.get_json()["device_id"]
 
 
-def _send(client: Any, admin: dict[str, str], user: str) -> dict[str, Any]:
+def _send(client: Any, admin: dict[str, str], user: str, ttl: int = 600) -> dict[str, Any]:
     push_id = client.post(
         "/v1/push",
         json={
             "audience": {"users": [user]},
             "notification": {"title": "Build green", "body": "main passed"},
             "data": {"build": "42"},
-            "options": {"ttl": 600, "collapse_key": "builds"},
+            "options": {"ttl": ttl, "collapse_key": "builds"},
         },
         headers=admin,
     ).get_json()["push_id"]
@@ -77,18 +77,33 @@ def test_a_gone_subscription_is_pruned(
     assert db[DEVICES].count_documents({"_id": device_id}) == 0
 
 
-def test_a_throttled_send_is_not_counted_as_sent(
+def test_a_throttled_send_is_retried_later_and_delivered_once(
+    client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any
+) -> None:
+    user = f"w-{uuid.uuid4().hex[:8]}"
+    subscription = webpush_fake.subscribe()
+    _web_device(client, make_token, user, subscription)
+    webpush_fake.retry_after = 1
+    webpush_fake.script[webpush_fake.sub_id(subscription)] = [429, 503]  # then it accepts
+    status = _send(client, admin, user)
+    assert status["counts"]["sent"] == 1
+    assert len(webpush_fake.received[webpush_fake.sub_id(subscription)]) == 1
+
+
+def test_a_send_throttled_past_its_ttl_fails_and_keeps_the_device(
     client: Any, admin: dict[str, str], make_token: Any, webpush_fake: Any, db: Database
 ) -> None:
     user = f"w-{uuid.uuid4().hex[:8]}"
     subscription = webpush_fake.subscribe()
     device_id = _web_device(client, make_token, user, subscription)
+    webpush_fake.retry_after = 30
     webpush_fake.script[webpush_fake.sub_id(subscription)] = 429
-    status = _send(client, admin, user)
+    status = _send(client, admin, user, ttl=5)
     assert (status["counts"]["sent"], status["counts"]["failed"]) == (0, 1)
     assert (
         db[DEVICES].count_documents({"_id": device_id}) == 1
     )  # a busy service is not a dead token
+    assert webpush_fake.sub_id(subscription) not in webpush_fake.received
 
 
 def test_a_worker_killed_mid_chunk_never_sends_a_device_twice(
