@@ -9,10 +9,11 @@ from typing import Any
 from celery import Task
 from pymongo.errors import ConnectionFailure
 
+from push import tickles
 from sync import batches
 from sync.faults import crash_point
 from sync.leases import LeaseLost, LeaseUnavailable
-from workers.celery_app import celery_app, engine_config, mongo, redis_client
+from workers.celery_app import celery_app, engine_config, mongo, redis_client, settings
 
 log = logging.getLogger(__name__)
 
@@ -52,4 +53,17 @@ def apply_batch(self: Task, batch_id: str) -> dict[str, Any]:
     except (LeaseUnavailable, LeaseLost) as exc:
         log.info("batch %s: %r; retrying", batch_id, exc)
         raise self.retry(countdown=1 + random.randint(0, 1), max_retries=None) from None
+    if status["status"] == batches.APPLIED:
+        _tickle(batch_id)
     return {"batch_id": batch_id, "status": status["status"]}
+
+
+def _tickle(batch_id: str) -> None:
+    """Silent pushes to the other members of the shared scopes this batch changed."""
+    batch = mongo().db[batches.BATCHES].find_one({"_id": batch_id})
+    if batch is None:
+        return
+    for push_id in tickles.tickle_scopes(
+        mongo().db, redis_client(), batch, settings().tickle_debounce_seconds
+    ):
+        celery_app.send_task("push.fan_out", args=[push_id], queue="push", routing_key="push")
