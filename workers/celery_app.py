@@ -23,6 +23,7 @@ from push.notifications import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, load_collections
 from sync.store import MongoHandle, ensure_indexes
+from workers import metrics as _task_metrics  # noqa: F401 - connects the task metric signals
 from workers.factory import DEAD_LETTER_QUEUE, create_celery
 
 celery_app = create_celery()

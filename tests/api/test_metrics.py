@@ -20,3 +20,13 @@ def test_metrics_show_requests_batches_queues_and_lag(sync_client: Any, client: 
     for queue in ("sync", "push", "maintenance", "offgrid.dead_letter"):
         assert f'offgrid_queue_depth{{queue="{queue}"}}' in text
     assert "offgrid_sync_lag_seconds" in text
+
+
+@pytest.mark.usefixtures("worker")
+def test_worker_task_metrics_reach_the_shared_metrics_endpoint(
+    sync_client: Any, client: Any
+) -> None:
+    assert sync_client.push([sync_client.put("w", {"v": 1})], wait=20).status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'offgrid_tasks_total{outcome="success",queue="sync",task="sync.apply_batch"}' in text
+    assert 'offgrid_task_duration_seconds_count{queue="sync",task="sync.apply_batch"}' in text
