@@ -32,6 +32,7 @@ PUSHES = "push_notifications"
 CHUNKS = "push_chunks"
 DELIVERIES = "push_deliveries"
 CHUNK_SIZE = 500
+CANCEL_CHECK_EVERY = 25
 SCHEDULED, QUEUED, SENDING, DONE, CANCELLED = "scheduled", "queued", "sending", "done", "cancelled"
 
 
@@ -113,12 +114,17 @@ def plan_fan_out(db: Database, push_id: str) -> list[int]:
             {"$set": {"targeted": len(devices), "chunks": len(chunks), "status": status}},
         )
         return list(range(len(chunks)))
-    pending = []
-    for number in range(push["chunks"]):
-        chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"}, {"done": 1})
-        if chunk is not None and not chunk["done"]:
-            pending.append(number)
-    return pending
+    chunks = _chunk_docs(db, push_id, push["chunks"], {"done": 1})
+    return [number for number, chunk in chunks.items() if not chunk["done"]]
+
+
+def _chunk_docs(
+    db: Database, push_id: str, count: int, projection: dict[str, int]
+) -> dict[int, dict[str, Any]]:
+    """A push's chunk documents by number, in one query."""
+    ids = [f"{push_id}|{n}" for n in range(count)]
+    found = db[CHUNKS].find({"_id": {"$in": ids}}, projection) if ids else []
+    return {int(doc["_id"].rsplit("|", 1)[1]): doc for doc in found}
 
 
 def message_of(push: dict[str, Any]) -> dict[str, Any]:
@@ -167,8 +173,10 @@ def send_chunk(
     expires = created + timedelta(seconds=int(message["options"].get("ttl", 86400)))
     attempt = int(chunk.get("attempt", 0))
     retry_after: list[float] = []
-    for did in chunk["devices"]:
-        if db[PUSHES].find_one({"_id": push_id}, {"status": 1})["status"] == CANCELLED:
+    devices = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": chunk["devices"]}})}
+    for index, did in enumerate(chunk["devices"]):
+        # A cancel is noticed within CANCEL_CHECK_EVERY sends, not re-read before each one.
+        if index % CANCEL_CHECK_EVERY == 0 and _cancelled(db, push_id):
             break
         delivery_id = f"{push_id}|{did}"
         try:
@@ -177,7 +185,7 @@ def send_chunk(
             )
         except DuplicateKeyError:
             continue  # attempted before (a retried chunk): never twice
-        device = db[DEVICES].find_one({"_id": did})
+        device = devices.get(did)
         if device is None:
             _record(db, delivery_id, "invalid", "device unregistered")
             continue
@@ -198,7 +206,7 @@ def send_chunk(
                 _record(db, delivery_id, "failed", f"expired: ttl passed ({outcome.reason})")
         else:
             _record(db, delivery_id, "failed", outcome.kind + ": " + outcome.reason)
-    if retry_after and db[PUSHES].find_one({"_id": push_id}, {"status": 1})["status"] != CANCELLED:
+    if retry_after and not _cancelled(db, push_id):
         db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
         return ChunkResult({}, retry_in=max(retry_after))
     counts = _chunk_counts(db, push_id, chunk["devices"])
@@ -228,15 +236,18 @@ def _chunk_counts(db: Database, push_id: str, device_ids: list[str]) -> dict[str
     return counts
 
 
+def _cancelled(db: Database, push_id: str) -> bool:
+    push = db[PUSHES].find_one({"_id": push_id}, {"status": 1})
+    return push is None or push["status"] == CANCELLED
+
+
 def _finish_if_done(db: Database, push_id: str) -> None:
     push = db[PUSHES].find_one({"_id": push_id})
     if push is None or push["status"] in (DONE, CANCELLED):
         return
-    done = all(
-        (db[CHUNKS].find_one({"_id": f"{push_id}|{n}"}, {"done": 1}) or {}).get("done")
-        for n in range(push.get("chunks") or 0)
-    )
-    if done:
+    count = push.get("chunks") or 0
+    chunks = _chunk_docs(db, push_id, count, {"done": 1})
+    if len(chunks) == count and all(chunk["done"] for chunk in chunks.values()):
         db[PUSHES].update_one({"_id": push_id, "status": SENDING}, {"$set": {"status": DONE}})
 
 
@@ -245,10 +256,9 @@ def status(db: Database, push_id: str) -> dict[str, Any] | None:
     if push is None:
         return None
     counts = {"sent": 0, "failed": 0, "invalid": 0}
-    for number in range(push.get("chunks") or 0):
-        chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"}, {"counts": 1})
+    for chunk in _chunk_docs(db, push_id, push.get("chunks") or 0, {"counts": 1}).values():
         for name in counts:
-            counts[name] += ((chunk or {}).get("counts") or {}).get(name, 0)
+            counts[name] += (chunk.get("counts") or {}).get(name, 0)
     targeted = push.get("targeted") or 0
     finished = push["status"] in (DONE, CANCELLED)
     pending = 0 if finished else targeted - sum(counts.values())

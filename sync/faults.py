@@ -21,7 +21,6 @@ STEPS = (
     "after_ledger",
     "after_final",
 )
-PUSH_STEPS = ("push_after_send",)
 
 
 def crash_point(redis: Redis) -> Callable[[str], None] | None:
