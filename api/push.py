@@ -56,7 +56,8 @@ class PushNotificationRequestSchema(Schema):
     notification = fields.Nested(NotificationSchema)
     data = fields.Dict(
         keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$")),
-        values=fields.String(validate=validate.Length(max=4096)),
+        # Any JSON value: APNs and Web Push carry it as is, FCM gets it as a JSON string.
+        values=fields.Raw(required=True),
         validate=validate.Length(max=64),
     )
     options = fields.Nested(OptionsSchema)

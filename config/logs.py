@@ -39,3 +39,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO: one line per push send drowns the rest.
+    logging.getLogger("httpx").setLevel(level if level == "DEBUG" else "WARNING")

@@ -6,6 +6,7 @@ stops before it serves or consumes anything.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,48 @@ def _vapid_subject(env: Mapping[str, str]) -> str:
     return value
 
 
+def _secret_file_or_value(env: Mapping[str, str], name: str) -> str | None:
+    """`NAME` holds the secret itself, or `NAME_FILE` a path to it (a mounted secret)."""
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if value and path:
+        raise SettingsError(f"set {name} or {name}_FILE, not both")
+    if not path:
+        return value or None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE cannot be read: {exc.strerror}") from None
+
+
+def _apns(env: Mapping[str, str]) -> dict[str, str | None]:
+    key = _secret_file_or_value(env, "APNS_KEY")
+    names = ("APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
+    if key is None:
+        return {"key": None, "key_id": None, "team_id": None, "topic": None}
+    if not key.startswith("-----BEGIN PRIVATE KEY-----"):
+        raise SettingsError("APNS_KEY must be the .p8 signing key (PEM, BEGIN PRIVATE KEY)")
+    key_id, team_id, topic = (_required(env, name) for name in names)
+    return {"key": key, "key_id": key_id, "team_id": team_id, "topic": topic}
+
+
+def _fcm_service_account(env: Mapping[str, str]) -> dict[str, str] | None:
+    raw = _secret_file_or_value(env, "FCM_SERVICE_ACCOUNT")
+    if raw is None:
+        return None
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        raise SettingsError("FCM_SERVICE_ACCOUNT must be a service account JSON key") from None
+    needed = ("client_email", "private_key", "token_uri", "project_id")
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), str) for k in needed):
+        raise SettingsError(
+            "FCM_SERVICE_ACCOUNT must be a service account JSON key with " + ", ".join(needed)
+        )
+    return info
+
+
 def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
@@ -107,6 +150,20 @@ class Settings:
     vapid_private_key: str | None
     vapid_subject: str
     webpush_ca_file: str | None
+    apns_key: str | None
+    apns_key_id: str | None
+    apns_team_id: str | None
+    apns_topic: str | None
+    apns_base_url: str
+    apns_ca_file: str | None
+    fcm_service_account: dict[str, str] | None
+    fcm_base_url: str
+    fcm_ca_file: str | None
+    push_rate_limit_ios: str
+    push_rate_limit_android: str
+    push_rate_limit_web: str
+    device_unseen_days: int
+    push_retention_seconds: int
     rate_limit_key: str
     rate_limit_anonymous: str
     batch_retention_seconds: int
@@ -136,6 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     elif len(jwt_secret) < 32:
         raise SettingsError("JWT_SECRET must be at least 32 characters")
 
+    apns = _apns(env)
     admin_api_key = _required(env, "ADMIN_API_KEY")
     if len(admin_api_key) < 24:
         raise SettingsError("ADMIN_API_KEY must be at least 24 characters")
@@ -169,6 +227,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vapid_private_key=env.get("VAPID_PRIVATE_KEY", "").strip() or None,
         vapid_subject=_vapid_subject(env),
         webpush_ca_file=env.get("WEBPUSH_CA_FILE", "").strip() or None,
+        apns_key=apns["key"],
+        apns_key_id=apns["key_id"],
+        apns_team_id=apns["team_id"],
+        apns_topic=apns["topic"],
+        apns_base_url=_url(env, "APNS_BASE_URL", ("https",), "https://api.push.apple.com"),
+        apns_ca_file=env.get("APNS_CA_FILE", "").strip() or None,
+        fcm_service_account=_fcm_service_account(env),
+        fcm_base_url=_url(env, "FCM_BASE_URL", ("https",), "https://fcm.googleapis.com"),
+        fcm_ca_file=env.get("FCM_CA_FILE", "").strip() or None,
+        # Shared by every worker (Redis); a provider's own limits are far above these.
+        push_rate_limit_ios=_rate(env, "PUSH_RATE_LIMIT_IOS", "3000/second"),
+        push_rate_limit_android=_rate(env, "PUSH_RATE_LIMIT_ANDROID", "3000/second"),
+        push_rate_limit_web=_rate(env, "PUSH_RATE_LIMIT_WEB", "1000/second"),
+        device_unseen_days=_int(env, "DEVICE_UNSEEN_DAYS", 270, minimum=1),
+        push_retention_seconds=_int(env, "PUSH_RETENTION", 7 * 86400, minimum=60),
         # Generous defaults: a syncing app pulls in bursts; tighten them per deployment.
         rate_limit_user=_rate(env, "RATE_LIMIT_USER", "3000/minute"),
         rate_limit_key=_rate(env, "RATE_LIMIT_KEY", "6000/minute"),

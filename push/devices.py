@@ -90,3 +90,8 @@ def set_topic(db: Database, did: str, user: str, topic: str, subscribed: bool) -
     ordered = sorted(topics)
     db[DEVICES].update_one({"_id": did}, {"$set": {"topics": ordered}})
     return ordered
+
+
+def prune_unseen(db: Database, cutoff: datetime) -> int:
+    """Delete devices whose app has not registered (been seen) since `cutoff`."""
+    return db[DEVICES].delete_many({"last_seen": {"$lt": cutoff}}).deleted_count

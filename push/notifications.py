@@ -25,7 +25,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from push.devices import DEVICES
-from push.providers import Provider
+from push.providers import Outcome, Provider
 from sync import membership
 
 PUSHES = "push_notifications"
@@ -128,11 +128,15 @@ def _chunk_docs(
 
 
 def message_of(push: dict[str, Any]) -> dict[str, Any]:
+    options = push.get("options") or {}
+    created = push["created_at"]
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
     return {
         "push_id": push["_id"],
         "notification": push.get("notification"),
         "data": push.get("data"),
-        "options": push.get("options") or {},
+        "options": options,
+        "expires_at": int(created.timestamp()) + int(options.get("ttl", 86400)),
     }
 
 
@@ -148,6 +152,37 @@ def _retry_delay(attempt: int, asked: float | None) -> float:
     return max(backoff, asked or 0.0, 1.0)
 
 
+def _describe(outcome: Outcome) -> str:
+    return f"{outcome.reason}: {outcome.detail}" if outcome.detail else outcome.reason
+
+
+class _Records:
+    """Delivery records written in groups: one update per (status, reason) per group instead
+    of one per device (FerretDB scans for every write by `_id`). A worker dying before a flush
+    leaves those records `sending`, which counts as failed: at most once still holds."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._updates: dict[tuple[str, str], list[str]] = {}
+        self._forget: list[str] = []
+
+    def set(self, delivery_id: str, status: str, reason: str) -> None:
+        self._updates.setdefault((status, reason), []).append(delivery_id)
+
+    def forget(self, delivery_id: str) -> None:
+        """Nothing was delivered: drop the claim so a later run may send it."""
+        self._forget.append(delivery_id)
+
+    def flush(self) -> None:
+        for (status, reason), ids in self._updates.items():
+            self._db[DELIVERIES].update_many(
+                {"_id": {"$in": ids}}, {"$set": {"status": status, "reason": reason}}
+            )
+        if self._forget:
+            self._db[DELIVERIES].delete_many({"_id": {"$in": self._forget}, "status": "sending"})
+        self._updates, self._forget = {}, []
+
+
 def send_chunk(
     db: Database,
     push_id: str,
@@ -155,9 +190,13 @@ def send_chunk(
     providers: dict[str, Provider],
     crash_point: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    rate_limit: Callable[[str], float | None] | None = None,
+    observe: Callable[[str, Outcome], None] | None = None,
 ) -> ChunkResult:
     """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
-    5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends."""
+    5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends.
+    `rate_limit(platform)` returns seconds to wait when the shared send rate is used up: the
+    chunk then pauses and is redelivered, the devices not yet sent to keeping their place."""
     hook = crash_point or (lambda _step: None)
     now = now or datetime.now(UTC)
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
@@ -167,17 +206,23 @@ def send_chunk(
     if chunk["done"]:
         return ChunkResult(chunk["counts"])
     message = message_of(push)
-    created = (
-        push["created_at"] if push["created_at"].tzinfo else push["created_at"].replace(tzinfo=UTC)
-    )
-    expires = created + timedelta(seconds=int(message["options"].get("ttl", 86400)))
+    expires = datetime.fromtimestamp(message["expires_at"], UTC)
     attempt = int(chunk.get("attempt", 0))
     retry_after: list[float] = []
+    paused: float | None = None
+    records = _Records(db)
     devices = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": chunk["devices"]}})}
     for index, did in enumerate(chunk["devices"]):
         # A cancel is noticed within CANCEL_CHECK_EVERY sends, not re-read before each one.
-        if index % CANCEL_CHECK_EVERY == 0 and _cancelled(db, push_id):
-            break
+        if index % CANCEL_CHECK_EVERY == 0:
+            records.flush()
+            if _cancelled(db, push_id):
+                break
+        device = devices.get(did)
+        if device is not None and rate_limit is not None:
+            paused = rate_limit(device["platform"])
+            if paused is not None:
+                break
         delivery_id = f"{push_id}|{did}"
         try:
             db[DELIVERIES].insert_one(
@@ -185,38 +230,45 @@ def send_chunk(
             )
         except DuplicateKeyError:
             continue  # attempted before (a retried chunk): never twice
-        device = devices.get(did)
         if device is None:
-            _record(db, delivery_id, "invalid", "device unregistered")
+            records.set(delivery_id, "invalid", "device unregistered")
             continue
         outcome = providers[device["platform"]].send(device, message)
         hook("push_after_send")  # the harshest moment to die: sent, not yet recorded
+        if observe is not None:
+            observe(device["platform"], outcome)
         if outcome.kind == "delivered":
-            _record(db, delivery_id, "sent", "")
+            records.set(delivery_id, "sent", "")
         elif outcome.kind == "token_dead":
-            _record(db, delivery_id, "invalid", outcome.reason)
-            db[DEVICES].delete_one({"_id": did})
+            records.set(delivery_id, "invalid", _describe(outcome))
+            _prune(db, device, outcome.dead_since)
         elif outcome.kind == "retry":
             delay = _retry_delay(attempt, outcome.retry_after)
             if now + timedelta(seconds=delay) < expires:
-                # Nothing was delivered: forget the attempt so the next run may send it.
-                db[DELIVERIES].delete_one({"_id": delivery_id, "status": "sending"})
+                records.forget(delivery_id)
                 retry_after.append(delay)
             else:
-                _record(db, delivery_id, "failed", f"expired: ttl passed ({outcome.reason})")
+                records.set(delivery_id, "failed", f"expired: ttl passed ({_describe(outcome)})")
         else:
-            _record(db, delivery_id, "failed", outcome.kind + ": " + outcome.reason)
-    if retry_after and not _cancelled(db, push_id):
-        db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
-        return ChunkResult({}, retry_in=max(retry_after))
+            records.set(delivery_id, "failed", f"{outcome.kind}: {_describe(outcome)}")
+    records.flush()
+    if (paused is not None or retry_after) and not _cancelled(db, push_id):
+        if retry_after:
+            db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
+        return ChunkResult({}, retry_in=max([*retry_after, paused or 0.0, 1.0]))
     counts = _chunk_counts(db, push_id, chunk["devices"])
     db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
     _finish_if_done(db, push_id)
     return ChunkResult(counts)
 
 
-def _record(db: Database, delivery_id: str, status: str, reason: str) -> None:
-    db[DELIVERIES].update_one({"_id": delivery_id}, {"$set": {"status": status, "reason": reason}})
+def _prune(db: Database, device: dict[str, Any], dead_since: datetime | None) -> None:
+    """Delete a dead token's device, unless it was registered again after the provider found
+    it dead (APNs 410 timestamp): that registration is newer than the news."""
+    query: dict[str, Any] = {"_id": device["_id"]}
+    if dead_since is not None:
+        query["registered_at"] = {"$lt": dead_since}
+    db[DEVICES].delete_one(query)
 
 
 def _chunk_counts(db: Database, push_id: str, device_ids: list[str]) -> dict[str, int]:
@@ -295,8 +347,30 @@ def due_pushes(db: Database, now: datetime, release: Callable[[str], None]) -> i
     return count
 
 
+def expire_pushes(db: Database, before: datetime) -> int:
+    """Delete finished (done or cancelled) pushes created before `before`, with their chunks
+    and delivery receipts; return how many pushes. Receipts go first, so a run cut short
+    leaves a push that the next run finds again."""
+    old = [
+        p["_id"]
+        for p in db[PUSHES].find(
+            {"status": {"$in": [DONE, CANCELLED]}, "created_at": {"$lt": before}}, {"_id": 1}
+        )
+    ]
+    for start in range(0, len(old), 100):
+        ids = old[start : start + 100]
+        db[DELIVERIES].delete_many({"push_id": {"$in": ids}})
+        db[CHUNKS].delete_many({"push_id": {"$in": ids}})
+        db[PUSHES].delete_many({"_id": {"$in": ids}})
+    return len(old)
+
+
 def ensure_push_indexes(db: Database) -> None:
     """Indexes for audience resolution and scheduled sends (on MongoDB; FerretDB scans)."""
     db[DEVICES].create_index("user", name="user")
     db[DEVICES].create_index("topics", name="topics")
     db[PUSHES].create_index([("status", 1), ("send_at", 1)], name="status_send_at")
+    db[PUSHES].create_index([("status", 1), ("created_at", 1)], name="status_created_at")
+    db[DELIVERIES].create_index("push_id", name="push_id")
+    db[CHUNKS].create_index("push_id", name="push_id")
+    db[DEVICES].create_index("last_seen", name="last_seen")

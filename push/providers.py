@@ -2,24 +2,37 @@
 
 Outcomes: `delivered`, `retry` (later, honouring `retry_after`), `token_dead` (prune the
 device), `config_error` (our credentials or settings), `payload_error` (this message).
-APNs, FCM and Web Push clients plug in here; a platform without credentials configured gets
-`UnconfiguredProvider`, whose every send is a `config_error`, so a push to it ends `failed`
-with that reason instead of hanging.
+`reason` is a short, bounded code (the provider's own reason where it gives one) used as a
+metrics label; `detail` is free text for the delivery record. A platform without credentials
+gets `UnconfiguredProvider`, whose every send is a `config_error`, so a push to it ends
+`failed` with that reason instead of hanging.
+
+A send that reached the provider but got no answer may have been delivered: it is never
+retried (at most once) and counts as failed with reason `unknown_outcome`.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+import requests
+
 OUTCOMES = ("delivered", "retry", "token_dead", "config_error", "payload_error")
+PLATFORMS = ("ios", "android", "web")
 
 
 @dataclass(frozen=True)
 class Outcome:
     kind: str
     reason: str = ""
+    detail: str = ""
     retry_after: float | None = None
+    # token_dead only: when the provider learned the token was dead (APNs 410 timestamp). A
+    # device registered again after that moment is kept.
+    dead_since: datetime | None = None
 
 
 class Provider(Protocol):
@@ -31,15 +44,61 @@ class UnconfiguredProvider:
         self.platform = platform
 
     def send(self, device: dict[str, Any], message: dict[str, Any]) -> Outcome:
-        return Outcome("config_error", f"no credentials configured for {self.platform}")
+        return Outcome(
+            "config_error", "unconfigured", f"no credentials configured for {self.platform}"
+        )
+
+
+class CASession(requests.Session):
+    """A session that trusts `ca_file`, even when REQUESTS_CA_BUNDLE is set (requests lets the
+    environment override a session's `verify`)."""
+
+    def __init__(self, ca_file: str) -> None:
+        super().__init__()
+        self.verify = ca_file
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        merged = super().merge_environment_settings(*args, **kwargs)
+        merged["verify"] = self.verify
+        return merged
+
+
+def session_for(ca_file: str | None) -> requests.Session:
+    return CASession(ca_file) if ca_file else requests.Session()
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verification against the system store, or against `ca_file` alone (a test CA)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A `Retry-After` in seconds (the HTTP-date form is not used by push providers)."""
+    return float(value) if value and value.strip().isdigit() else None
 
 
 def providers_from_settings(settings: Any) -> dict[str, Provider]:
-    """The provider of each platform; one without credentials is `UnconfiguredProvider`.
-    APNs and FCM clients are not wired yet."""
+    """The provider of each platform; one without credentials is `UnconfiguredProvider`."""
     providers: dict[str, Provider] = {
-        platform: UnconfiguredProvider(platform) for platform in ("ios", "android", "web")
+        platform: UnconfiguredProvider(platform) for platform in PLATFORMS
     }
+    if settings.apns_key:
+        from push.apns import APNsProvider
+
+        providers["ios"] = APNsProvider(
+            key_pem=settings.apns_key,
+            key_id=settings.apns_key_id,
+            team_id=settings.apns_team_id,
+            topic=settings.apns_topic,
+            base_url=settings.apns_base_url,
+            ca_file=settings.apns_ca_file,
+        )
+    if settings.fcm_service_account:
+        from push.fcm import FCMProvider
+
+        providers["android"] = FCMProvider(
+            settings.fcm_service_account, settings.fcm_base_url, settings.fcm_ca_file
+        )
     if settings.vapid_private_key:
         from push.webpush import WebPushProvider
 

@@ -17,7 +17,7 @@ from workers.celery_app import celery_app, mongo, redis_client, settings
 log = logging.getLogger(__name__)
 
 
-def _exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
+def exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
     lock = redis_client().lock(f"offgrid:job:{job}", timeout=ttl, blocking_timeout=0)
     if not lock.acquire():
         log.info("%s is already running elsewhere; skipped", job)
@@ -37,7 +37,7 @@ def _publish_apply(batch_id: str) -> None:
 @celery_app.task(name="maintenance.requeue_stuck_batches", soft_time_limit=240, time_limit=300)
 def requeue_stuck_batches() -> dict[str, Any]:
     older = timedelta(seconds=settings().stuck_batch_seconds)
-    return _exclusive(
+    return exclusive(
         "requeue_stuck_batches",
         300,
         lambda: housekeeping.requeue_stuck_batches(mongo().db, _publish_apply, older),
@@ -47,7 +47,7 @@ def requeue_stuck_batches() -> dict[str, Any]:
 @celery_app.task(name="maintenance.expire_batches", soft_time_limit=240, time_limit=300)
 def expire_batches() -> dict[str, Any]:
     retention = timedelta(seconds=settings().batch_retention_seconds)
-    return _exclusive(
+    return exclusive(
         "expire_batches", 300, lambda: housekeeping.expire_batches(mongo().db, retention)
     )
 
@@ -55,6 +55,6 @@ def expire_batches() -> dict[str, Any]:
 @celery_app.task(name="maintenance.purge_tombstones", soft_time_limit=840, time_limit=900)
 def purge_tombstones() -> dict[str, Any]:
     horizon = timedelta(seconds=settings().tombstone_horizon_seconds)
-    return _exclusive(
+    return exclusive(
         "purge_tombstones", 900, lambda: housekeeping.purge_tombstones(mongo().db, horizon)
     )

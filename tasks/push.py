@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import ConnectionFailure
 
-from push import notifications
-from push.providers import Provider, providers_from_settings
+from push import devices, notifications
+from push.metrics import PUSH_OUTCOMES, PUSH_THROTTLED
+from push.providers import Outcome, Provider, providers_from_settings
+from push.ratelimit import ProviderRateLimit
 from sync.faults import crash_point
+from tasks.maintenance import exclusive
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
 
@@ -19,6 +22,30 @@ from workers.celery_app import celery_app, mongo, redis_client, settings
 def providers() -> dict[str, Provider]:
     """One set of provider clients per worker process (their connections are long-lived)."""
     return providers_from_settings(settings())
+
+
+@functools.cache
+def rate_limit() -> ProviderRateLimit:
+    config = settings()
+    return ProviderRateLimit(
+        config.redis_url,
+        {
+            "ios": config.push_rate_limit_ios,
+            "android": config.push_rate_limit_android,
+            "web": config.push_rate_limit_web,
+        },
+    )
+
+
+def _throttle(platform: str) -> float | None:
+    wait = rate_limit().wait(platform)
+    if wait is not None:
+        PUSH_THROTTLED.labels(platform).inc()
+    return wait
+
+
+def _observe(platform: str, outcome: Outcome) -> None:
+    PUSH_OUTCOMES.labels(platform, outcome.kind, outcome.reason or "none").inc()
 
 
 def publish_fan_out(push_id: str) -> None:
@@ -53,7 +80,13 @@ def fan_out(push_id: str) -> dict[str, Any]:
 )
 def send_chunk(push_id: str, number: int) -> dict[str, Any]:
     result = notifications.send_chunk(
-        mongo().db, push_id, number, providers(), crash_point(redis_client())
+        mongo().db,
+        push_id,
+        number,
+        providers(),
+        crash_point(redis_client()),
+        rate_limit=_throttle,
+        observe=_observe,
     )
     if result.retry_in is not None:
         # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;
@@ -74,3 +107,18 @@ def send_due_pushes() -> dict[str, Any]:
     """Release scheduled pushes that are due (beat, every few seconds): no long ETA messages."""
     count = notifications.due_pushes(mongo().db, datetime.now(UTC), publish_fan_out)
     return {"job": "send_due_pushes", "count": count}
+
+
+@celery_app.task(name="maintenance.prune_unseen_devices", soft_time_limit=240, time_limit=300)
+def prune_unseen_devices() -> dict[str, Any]:
+    """Delete devices not seen for DEVICE_UNSEEN_DAYS (270 by default): an app install that
+    has not registered in that long is gone, and its token only costs failed sends."""
+    cutoff = datetime.now(UTC) - timedelta(days=settings().device_unseen_days)
+    return exclusive("prune_unseen_devices", 300, lambda: devices.prune_unseen(mongo().db, cutoff))
+
+
+@celery_app.task(name="maintenance.expire_pushes", soft_time_limit=240, time_limit=300)
+def expire_pushes() -> dict[str, Any]:
+    """Delete finished pushes older than PUSH_RETENTION with their chunks and receipts."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings().push_retention_seconds)
+    return exclusive("expire_pushes", 300, lambda: notifications.expire_pushes(mongo().db, cutoff))

@@ -74,6 +74,24 @@ def webpush_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     fake.close()
 
 
+@pytest.fixture(scope="session")
+def apns_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.fakes.apns import APNsFake
+
+    fake = APNsFake(tmp_path_factory.mktemp("apns"))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def fcm_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.fakes.fcm import FCMFake
+
+    fake = FCMFake(tmp_path_factory.mktemp("fcm"))
+    yield fake
+    fake.close()
+
+
 def _vapid_private_key() -> str:
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -84,7 +102,9 @@ def _vapid_private_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def test_env(management_url: str, webpush_fake: Any) -> dict[str, str]:
+def test_env(
+    management_url: str, webpush_fake: Any, apns_fake: Any, fcm_fake: Any
+) -> dict[str, str]:
     """The environment every test process (API, workers) runs with."""
     _reset_vhost(management_url, TEST_VHOST)
     env = {
@@ -109,6 +129,9 @@ def test_env(management_url: str, webpush_fake: Any) -> dict[str, str]:
         "VAPID_PRIVATE_KEY": _vapid_private_key(),
         "VAPID_SUBJECT": "mailto:ops@offgrid.test",
         "WEBPUSH_CA_FILE": str(webpush_fake.ca_file),
+        # APNs and FCM go to local fakes speaking their protocols (HTTP/2, TLS, real tokens).
+        **apns_fake.env(),
+        **fcm_fake.env(),
     }
     return env
 

@@ -30,6 +30,18 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": 3600.0,
             "options": maintenance,
         },
+        # A device unseen for DEVICE_UNSEEN_DAYS (270) is an uninstalled app: drop its token.
+        "prune-unseen-devices": {
+            "task": "maintenance.prune_unseen_devices",
+            "schedule": 24 * 3600.0,
+            "options": maintenance,
+        },
+        # Finished pushes, their chunks and delivery receipts, after PUSH_RETENTION (7 days).
+        "expire-pushes": {
+            "task": "maintenance.expire_pushes",
+            "schedule": 3600.0,
+            "options": maintenance,
+        },
         # Tombstones older than the horizon are no longer needed: such old checkpoints get 410.
         "purge-tombstones": {
             "task": "maintenance.purge_tombstones",

@@ -109,3 +109,34 @@ def test_flower_refuses_to_start_without_basic_auth() -> None:
     result = _start(["-m", "workers.flower"], GOOD)
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stderr
+
+
+P8 = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"APNS_KEY": P8}, "APNS_KEY_ID"),
+        ({"APNS_KEY": P8, "APNS_KEY_ID": "K", "APNS_TEAM_ID": "T"}, "APNS_TOPIC"),
+        ({"APNS_KEY": "not a key"}, "APNS_KEY"),
+        ({"APNS_KEY": P8, "APNS_KEY_FILE": "/etc/key.p8"}, "APNS_KEY_FILE"),
+        ({"APNS_KEY_FILE": "/nonexistent/AuthKey.p8"}, "APNS_KEY_FILE"),
+        ({"FCM_SERVICE_ACCOUNT": "{not json"}, "FCM_SERVICE_ACCOUNT"),
+        ({"FCM_SERVICE_ACCOUNT": '{"client_email": "a@b"}'}, "private_key"),
+        ({"APNS_BASE_URL": "http://api.push.apple.com"}, "APNS_BASE_URL"),
+        ({"PUSH_RATE_LIMIT_IOS": "fast"}, "PUSH_RATE_LIMIT_IOS"),
+    ],
+)
+def test_push_provider_settings_are_checked_at_start_up(extra: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings({**GOOD, **extra})
+
+
+def test_a_platform_without_credentials_fails_its_sends_as_configuration_errors() -> None:
+    from push.providers import providers_from_settings
+
+    providers = providers_from_settings(load_settings(GOOD))
+    for platform in ("ios", "android", "web"):
+        outcome = providers[platform].send({"token": "t"}, {"push_id": "p", "options": {}})
+        assert (outcome.kind, outcome.reason) == ("config_error", "unconfigured")

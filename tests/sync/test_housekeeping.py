@@ -83,5 +83,7 @@ def test_beat_schedule_lists_the_housekeeping_jobs(settings: Settings) -> None:
         "maintenance.expire_batches",
         "maintenance.purge_tombstones",
         "maintenance.send_due_pushes",
+        "maintenance.prune_unseen_devices",
+        "maintenance.expire_pushes",
     }
     assert all(entry["options"]["queue"] == "maintenance" for entry in schedule.values())

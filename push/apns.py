@@ -1,0 +1,181 @@
+"""APNs provider: HTTP/2 to `/3/device/<token>` with an ES256 provider token.
+
+- One HTTP/2 connection per worker process, kept open (Apple asks for long-lived connections;
+  opening one per send is what gets a sender throttled).
+- The provider token (a JWT signed with the team's .p8 key) is reused for `TOKEN_LIFETIME`
+  (40 minutes): Apple rejects a token older than 60 minutes and one refreshed more often than
+  every 20 minutes.
+- Headers follow the payload: an alert is `apns-push-type: alert` at priority 10 (5 when the
+  push asked for normal priority); a silent push is `background` with `content-available`
+  and priority 5, as Apple requires. `apns-collapse-id` is the collapse key or else the push
+  id, so a duplicate send (the last guard of at most once) replaces, never adds.
+- A GOAWAY that names streams as unprocessed makes httpx open a new connection and send them
+  there (nothing was delivered); a stream that was processed but never answered may have been
+  delivered, so it is not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+
+from push.providers import Outcome, retry_after_seconds, tls_context
+
+TOKEN_LIFETIME = 40 * 60
+MAX_PAYLOAD = 4096
+# 400 reasons that say the token itself is bad: never retried, the device is pruned.
+DEAD_TOKEN_400 = {"BadDeviceToken"}
+# 400/403 reasons about our own settings: a wrong APNS_TOPIC answers DeviceTokenNotForTopic
+# for every device, so it must not prune the registry.
+CONFIG_REASONS = {
+    "DeviceTokenNotForTopic",
+    "TopicDisallowed",
+    "MissingTopic",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "Forbidden",
+    "BadPath",
+    "MethodNotAllowed",
+}
+
+
+def build_request(message: dict[str, Any], topic: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The APNs JSON body and headers (without authorization) for one message."""
+    options = message["options"]
+    notification = message.get("notification") or {}
+    silent = bool(options.get("silent")) or not notification
+    aps: dict[str, Any] = {}
+    if silent:
+        aps["content-available"] = 1
+    else:
+        aps["alert"] = {"title": notification.get("title", ""), "body": notification.get("body")}
+        for field in ("sound", "badge", "category"):
+            if notification.get(field) is not None:
+                aps[field] = notification[field]
+        if notification.get("image"):
+            aps["mutable-content"] = 1  # a notification service extension fetches the image
+    body: dict[str, Any] = {**(message.get("data") or {})}
+    if notification.get("image") and not silent:
+        body["image"] = notification["image"]
+    body["aps"] = aps
+    high = options.get("priority", "high") == "high"
+    headers = {
+        "apns-topic": topic,
+        "apns-push-type": "background" if silent else "alert",
+        "apns-priority": "10" if high and not silent else "5",
+        "apns-expiration": str(message["expires_at"]),
+        "apns-collapse-id": (options.get("collapse_key") or message["push_id"])[:64],
+        "apns-id": str(uuid.UUID(hex=message["push_id"][:32])),
+    }
+    return body, headers
+
+
+class APNsProvider:
+    def __init__(
+        self,
+        *,
+        key_pem: str,
+        key_id: str,
+        team_id: str,
+        topic: str,
+        base_url: str,
+        ca_file: str | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 10.0,
+    ) -> None:
+        self._key = key_pem
+        self._key_id = key_id
+        self._team_id = team_id
+        self._topic = topic
+        self._base = base_url.rstrip("/")
+        self._clock = clock
+        self._token: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+        self._client = httpx.Client(
+            http2=True,
+            verify=tls_context(ca_file),
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+
+    def provider_token(self, fresh: bool = False) -> str:
+        """The current provider token, made anew when older than TOKEN_LIFETIME."""
+        with self._lock:
+            now = self._clock()
+            if fresh or self._token is None or now - self._token[1] >= TOKEN_LIFETIME:
+                token = jwt.encode(
+                    {"iss": self._team_id, "iat": int(now)},
+                    self._key,
+                    algorithm="ES256",
+                    headers={"kid": self._key_id},
+                )
+                self._token = (token, now)
+            return self._token[0]
+
+    def send(self, device: dict[str, Any], message: dict[str, Any]) -> Outcome:
+        token = device["token"]
+        if not token.isalnum():
+            return Outcome("token_dead", "BadDeviceToken", "not a device token")
+        body, headers = build_request(message, self._topic)
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(content) > MAX_PAYLOAD:
+            return Outcome("payload_error", "PayloadTooLarge", f"{len(content)} bytes")
+        outcome = self._post(token, content, headers, self.provider_token())
+        if outcome.reason == "ExpiredProviderToken":
+            # Made anew and tried once more; a second rejection is a configuration problem.
+            outcome = self._post(token, content, headers, self.provider_token(fresh=True))
+            if outcome.reason == "ExpiredProviderToken":
+                return Outcome("config_error", outcome.reason, "rejected twice; check the clock")
+        return outcome
+
+    def _post(
+        self, device_token: str, content: bytes, headers: dict[str, str], provider_token: str
+    ) -> Outcome:
+        try:
+            response = self._client.post(
+                f"{self._base}/3/device/{device_token}",
+                content=content,
+                headers={**headers, "authorization": f"bearer {provider_token}"},
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Outcome("retry", "network", type(exc).__name__)  # nothing was sent
+        except httpx.HTTPError as exc:
+            return Outcome("payload_error", "unknown_outcome", type(exc).__name__)
+        return self._outcome(response)
+
+    def _outcome(self, response: httpx.Response) -> Outcome:
+        code = response.status_code
+        if code == 200:
+            return Outcome("delivered", "200")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        reason = str(answer.get("reason") or code)
+        if code == 410:
+            stamp = answer.get("timestamp")
+            since = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int) else None
+            return Outcome("token_dead", reason, "unregistered", dead_since=since)
+        if code == 403 and reason == "ExpiredProviderToken":
+            return Outcome("config_error", reason)  # send() refreshes and retries once
+        if code == 429 or code >= 500:
+            retry = retry_after_seconds(response.headers.get("retry-after"))
+            return Outcome("retry", reason, str(code), retry)
+        if reason in DEAD_TOKEN_400:
+            return Outcome("token_dead", reason)
+        if reason in CONFIG_REASONS or code in (403, 404, 405):
+            return Outcome("config_error", reason, str(code))
+        return Outcome("payload_error", reason, str(code))
+
+    def close(self) -> None:
+        self._client.close()

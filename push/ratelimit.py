@@ -1,0 +1,27 @@
+"""A per-provider send rate shared by every worker (fixed windows counted in Redis).
+
+When a platform's window is full, a chunk stops and is redelivered when the window resets:
+the worker never sleeps, and the devices not yet sent to keep their place.
+"""
+
+from __future__ import annotations
+
+import time
+
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+
+class ProviderRateLimit:
+    def __init__(self, redis_url: str, rates: dict[str, str]) -> None:
+        self._limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
+        self._rates = {platform: parse(rate) for platform, rate in rates.items()}
+
+    def wait(self, platform: str) -> float | None:
+        """Take one send from `platform`'s window: None if allowed, else seconds to wait."""
+        item = self._rates.get(platform)
+        if item is None or self._limiter.hit(item, "offgrid-push", platform):
+            return None
+        stats = self._limiter.get_window_stats(item, "offgrid-push", platform)
+        return max(stats.reset_time - time.time(), 0.0)

@@ -1,0 +1,115 @@
+"""Push hygiene: devices unseen for 270 days are pruned, finished pushes and their receipts
+expire, and a provider's send rate is shared by all workers — as beat and workers run them."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from config import Settings
+from push import notifications
+from push.devices import DEVICES
+from push.providers import providers_from_settings
+from push.ratelimit import ProviderRateLimit
+from workers.factory import create_celery
+
+
+def _run(settings: Settings, task: str) -> dict[str, Any]:
+    result = create_celery(settings).send_task(task, queue="maintenance", routing_key="maintenance")
+    return result.get(timeout=60)
+
+
+def _register(client: Any, make_token: Any, user: str) -> str:
+    reply = client.post(
+        "/v1/devices",
+        json={"platform": "ios", "token": secrets.token_hex(32)},
+        headers={"Authorization": f"Bearer {make_token(user)}"},
+    )
+    assert reply.status_code == 201
+    return reply.get_json()["device_id"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_devices_unseen_for_270_days_are_pruned_and_others_kept(
+    client: Any, make_token: Any, settings: Settings, db: Database
+) -> None:
+    user = f"h-{uuid.uuid4().hex[:8]}"
+    old, recent = _register(client, make_token, user), _register(client, make_token, user)
+    now = datetime.now(UTC)
+    db[DEVICES].update_one({"_id": old}, {"$set": {"last_seen": now - timedelta(days=271)}})
+    db[DEVICES].update_one({"_id": recent}, {"$set": {"last_seen": now - timedelta(days=269)}})
+    assert _run(settings, "maintenance.prune_unseen_devices")["count"] >= 1
+    assert db[DEVICES].count_documents({"_id": old}) == 0
+    assert db[DEVICES].count_documents({"_id": recent}) == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
+    client: Any, admin: dict[str, str], make_token: Any, settings: Settings, db: Database
+) -> None:
+    user = f"h-{uuid.uuid4().hex[:8]}"
+    _register(client, make_token, user)
+    ids = []
+    for _ in range(2):
+        body = {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
+        ids.append(client.post("/v1/push", json=body, headers=admin).get_json()["push_id"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        client.get(f"/v1/push/{p}", headers=admin).get_json()["status"] != "done" for p in ids
+    ):
+        time.sleep(0.1)
+    old, recent = ids
+    db[notifications.PUSHES].update_one(
+        {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}
+    )
+    assert _run(settings, "maintenance.expire_pushes")["count"] >= 1
+    assert client.get(f"/v1/push/{old}", headers=admin).status_code == 404
+    assert db[notifications.DELIVERIES].count_documents({"push_id": old}) == 0
+    assert db[notifications.CHUNKS].count_documents({"push_id": old}) == 0
+    assert client.get(f"/v1/push/{recent}", headers=admin).get_json()["counts"]["sent"] == 1
+    assert db[notifications.DELIVERIES].count_documents({"push_id": recent}) == 1
+
+
+def test_the_send_rate_is_shared_between_limiters_and_says_how_long_to_wait(
+    settings: Settings, redis_client: Any
+) -> None:
+    # Two limiters stand for two worker processes: they share one window through Redis.
+    platform = f"ios-{uuid.uuid4().hex[:6]}"
+    first = ProviderRateLimit(settings.redis_url, {platform: "5/minute"})
+    second = ProviderRateLimit(settings.redis_url, {platform: "5/minute"})
+    allowed = [first.wait(platform) is None for _ in range(3)]
+    allowed += [second.wait(platform) is None for _ in range(3)]
+    assert allowed == [True] * 5 + [False]
+    wait = first.wait(platform)
+    assert wait is not None and 0 < wait <= 60
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
+    client: Any, make_token: Any, settings: Settings, db: Database, apns_fake: Any
+) -> None:
+    """A chunk that reaches the shared rate stops, is redelivered when the window resets,
+    and every device still gets the push exactly once."""
+    user = f"h-{uuid.uuid4().hex[:8]}"
+    devices = [_register(client, make_token, user) for _ in range(5)]
+    tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
+    push_id, _, _ = notifications.create_push(
+        db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
+    )
+    notifications.plan_fan_out(db, push_id)
+    providers = providers_from_settings(settings)
+    budget = iter([None, None, 0.4])  # two sends, then the window is full for 0.4 s
+    paused = notifications.send_chunk(
+        db, push_id, 0, providers, rate_limit=lambda _p: next(budget, None)
+    )
+    assert paused.retry_in == 1.0  # at least the 1 s a delayed redelivery can express
+    assert sorted(len(apns_fake.received.get(token, [])) for token in tokens) == [0, 0, 0, 1, 1]
+    resumed = notifications.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p: None)
+    assert resumed.counts == {"sent": 5, "failed": 0, "invalid": 0, "cancelled": 0}
+    assert [len(apns_fake.received[token]) for token in tokens] == [1] * 5
