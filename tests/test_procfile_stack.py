@@ -119,6 +119,34 @@ def test_flower_requires_basic_auth(stack: None) -> None:
     assert httpx.get(FLOWER, auth=FLOWER_AUTH, timeout=5).status_code == 200
 
 
+def test_flowers_broker_tab_shows_the_depth_of_every_queue_including_dead_letters(
+    stack: None,
+) -> None:
+    def broker_tab() -> str:
+        return httpx.get(f"{FLOWER}/broker", auth=FLOWER_AUTH, timeout=5).text
+
+    # Rows come from the management API; Flower learns the workers' queues from their
+    # heartbeats, so give it a few seconds.
+    wanted = [f"<td>{q}</td>" for q in ("sync", "push", "maintenance", "offgrid.dead_letter")]
+    deadline = time.monotonic() + 30
+    page = broker_tab()
+    while time.monotonic() < deadline and not all(row in page for row in wanted):
+        time.sleep(1)
+        page = broker_tab()
+    assert [row for row in wanted if row not in page] == []
+
+
+def test_flower_asks_the_management_api_for_its_own_vhost_only() -> None:
+    from flower.utils import broker
+
+    from workers.flower import patch_broker_view
+
+    patch_broker_view()
+    default = broker.Broker("amqp://guest:guest@localhost:5672//", "http://h:15672/api/")
+    named = broker.Broker("amqp://guest:guest@localhost:5672/offgrid", "http://h:15672/api/")
+    assert (default.vhost, named.vhost) == ("%2F", "offgrid")
+
+
 def test_openapi_document_lists_the_sync_endpoints(stack: None) -> None:
     paths = httpx.get(f"{WEB}/openapi.json", timeout=5).json()["paths"]
     assert {"/v1/sync/push", "/v1/sync/pull", "/v1/sync/batches/{batch_id}"} <= set(paths)

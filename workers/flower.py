@@ -2,12 +2,21 @@
 
 Flower without credentials would expose task arguments and worker control to anyone who can
 reach it, so start-up fails unless FLOWER_BASIC_AUTH (`user:password`) is set.
+
+Two fixes to Flower 2.2's Broker tab (flower is pinned; re-check them when upgrading):
+- for the default vhost `/` it asks the management API for `queues//`, which `urljoin`
+  shortens to `queues/`: every vhost's queues, in a table without a vhost column. We ask for
+  `queues/%2F`, this vhost only.
+- it lists only the queues workers consume, and nothing consumes the dead-letter queue, whose
+  depth is the one ops most need to see. We add it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
+from urllib.parse import quote, unquote
 
 from celery.bin.celery import main as celery_main
 
@@ -34,8 +43,29 @@ def flower_argv(env: dict[str, str]) -> list[str]:
     return argv
 
 
+def patch_broker_view() -> None:
+    from flower.utils import broker
+    from flower.views import BaseHandler
+
+    from workers.factory import DEAD_LETTER_QUEUE
+
+    class OwnVhostRabbitMQ(broker.RabbitMQ):
+        def __init__(self, broker_url: str, http_api: str, **kwargs: Any) -> None:
+            super().__init__(broker_url, http_api, **kwargs)
+            self.vhost = quote(unquote(self.vhost), safe="")
+
+    consumed = BaseHandler.get_active_queue_names
+
+    def with_dead_letters(handler: Any) -> list[str]:
+        return sorted({*consumed(handler), DEAD_LETTER_QUEUE.name})
+
+    broker.RabbitMQ = OwnVhostRabbitMQ  # type: ignore[misc]
+    BaseHandler.get_active_queue_names = with_dead_letters  # type: ignore[method-assign]
+
+
 def main() -> None:
     sys.argv = flower_argv(dict(os.environ))
+    patch_broker_view()
     celery_main()
 
 
