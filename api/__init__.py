@@ -12,6 +12,7 @@ from redis import Redis
 from api.auth import TokenVerifier
 from api.bodies import register_body_checks
 from api.commands import register_commands
+from api.cors import register_cors
 from api.errors import register_errorhandlers
 from api.limits import register_limits
 from api.metrics import register_metrics
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_errorhandlers(app)
     register_body_checks(app)
     register_security_headers(app)
+    register_cors(app, settings)
     register_commands(app)
     register_metrics(app)
     register_request_ids(app)

@@ -57,7 +57,7 @@ def _db() -> Any:
 @blp.route("/scopes/<scope:scope>/members/<string:user>", methods=["PUT", "DELETE"])
 class Member(MethodView):
     @require_api_key("admin")
-    @blp.arguments(RoleSchema)
+    @blp.arguments(RoleSchema, error_status_code=400)
     @blp.response(200, MemberSchema)
     @blp.alt_response(201, schema=MemberSchema, description="The member was added")
     def put(self, body: dict[str, Any], scope: str, user: str) -> Any:

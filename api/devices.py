@@ -53,7 +53,7 @@ def _db() -> Any:
 @blp.route("", methods=["POST"])
 class Devices(MethodView):
     @require_user
-    @blp.arguments(DeviceSchema)
+    @blp.arguments(DeviceSchema, error_status_code=400)
     @blp.response(200, DeviceIdSchema, description="The token was known: its device is updated")
     @blp.alt_response(201, schema=DeviceIdSchema, description="A new device")
     def post(self, body: dict[str, Any]) -> Any:

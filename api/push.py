@@ -96,7 +96,7 @@ def _db() -> Any:
 @blp.route("", methods=["POST"])
 class Pushes(MethodView):
     @require_api_key("push:send")
-    @blp.arguments(PushNotificationRequestSchema)
+    @blp.arguments(PushNotificationRequestSchema, error_status_code=400)
     @blp.response(202, PushAcceptedSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Queue a push; the same idempotency key returns the same push."""

@@ -58,7 +58,7 @@ def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | 
 @blp.route("/push", methods=["POST"])
 class Push(MethodView):
     @require_user
-    @blp.arguments(PushRequestSchema)
+    @blp.arguments(PushRequestSchema, error_status_code=400)
     @blp.response(202, BatchAcceptedSchema)
     @blp.alt_response(200, schema=BatchStatusSchema, description="Final status (Prefer: wait=N)")
     def post(self, body: dict[str, Any]) -> Any:
@@ -119,7 +119,7 @@ class BatchStatus(MethodView):
 @blp.route("/pull", methods=["POST"])
 class Pull(MethodView):
     @require_user
-    @blp.arguments(PullRequestSchema)
+    @blp.arguments(PullRequestSchema, error_status_code=400)
     @blp.response(200, PullResponseSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Changes after each scope's checkpoint, in server order, a page per scope."""

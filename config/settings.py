@@ -122,6 +122,43 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Exact browser origins (`https://app.example.com`), comma-separated; empty means none.
+
+    `*` is refused: the API is called with bearer tokens and server keys, and naming the web
+    apps that may call it keeps every other site's scripts from reading its answers.
+    """
+    origins: list[str] = []
+    for raw in env.get(name, "").split(","):
+        value = raw.strip()
+        if not value:
+            continue
+        if "*" in value:
+            raise SettingsError(
+                f"{name} lists exact origins; wildcards are not allowed, got {value!r}"
+            )
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:
+            raise SettingsError(f"{name} has an origin with a bad port: {value!r}") from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or value.endswith(("?", "#"))
+        ):
+            raise SettingsError(
+                f"{name} entries must be origins like https://app.example.com "
+                f"(scheme, host, optional port; no path), got {value!r}"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(dict.fromkeys(origins))
+
+
 @dataclass(frozen=True)
 class Settings:
     mongodb_url: str
@@ -164,10 +201,12 @@ class Settings:
     push_rate_limit_web: str
     device_unseen_days: int
     push_retention_seconds: int
+    push_send_concurrency: int
     rate_limit_key: str
     rate_limit_anonymous: str
     batch_retention_seconds: int
     housekeeping_interval_seconds: int
+    cors_origins: tuple[str, ...]
 
     @property
     def uses_jwks(self) -> bool:
@@ -242,10 +281,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_rate_limit_web=_rate(env, "PUSH_RATE_LIMIT_WEB", "1000/second"),
         device_unseen_days=_int(env, "DEVICE_UNSEEN_DAYS", 270, minimum=1),
         push_retention_seconds=_int(env, "PUSH_RETENTION", 7 * 86400, minimum=60),
+        # Sends in flight at once per worker process (HTTP/2 streams on one connection).
+        push_send_concurrency=_int(env, "PUSH_SEND_CONCURRENCY", 8, minimum=1),
         # Generous defaults: a syncing app pulls in bursts; tighten them per deployment.
         rate_limit_user=_rate(env, "RATE_LIMIT_USER", "3000/minute"),
         rate_limit_key=_rate(env, "RATE_LIMIT_KEY", "6000/minute"),
         rate_limit_anonymous=_rate(env, "RATE_LIMIT_ANONYMOUS", "600/minute"),
         batch_retention_seconds=_int(env, "BATCH_RETENTION", 7 * 86400, minimum=60),
         housekeeping_interval_seconds=_int(env, "HOUSEKEEPING_INTERVAL", 300, minimum=1),
+        cors_origins=_origins(env, "CORS_ORIGINS"),
     )

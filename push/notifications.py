@@ -2,11 +2,13 @@
 
 - A push is stored once; an idempotency key maps to the same push id (`_id` derived from the
   sending key and the idempotency key), so a retried request never sends twice.
-- Fan-out resolves the audience to device ids and stores chunks of them; each chunk is one
-  task. Re-running fan-out or a chunk is safe.
-- Before a device is sent to, its delivery record `<push>|<device>` is inserted: a second
-  insert fails, so a retried chunk, or one whose worker died mid-way, never sends to a device
-  twice (at most once; a device whose send was interrupted counts as failed).
+- Fan-out resolves the audience to devices and stores chunks of them (ids, platforms and
+  tokens as they were); each chunk is one task. Re-running fan-out or a chunk is safe. A
+  chunk's first run sends to that snapshot; a retry, minutes later, reads the devices again.
+- Before a device is sent to, its claim `<push>|<device>` is inserted: a second insert fails,
+  so a retried chunk, or one whose worker died mid-way, never sends to a device twice (at most
+  once). The outcome goes to a receipt with the same id, written in groups after the sends; a
+  claim without a receipt (the worker died in between) counts as failed.
 - Counts come from the chunk summaries; a push is `done` when every chunk is, so its status
   never sticks in a running state.
 """
@@ -16,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from push.devices import DEVICES
 from push.providers import Outcome, Provider
@@ -30,9 +34,10 @@ from sync import membership
 
 PUSHES = "push_notifications"
 CHUNKS = "push_chunks"
-DELIVERIES = "push_deliveries"
+CLAIMS = "push_claims"
+DELIVERIES = "push_deliveries"  # receipts: one per device a push was attempted for
 CHUNK_SIZE = 500
-CANCEL_CHECK_EVERY = 25
+GROUP = 25  # devices per cancel check, rate-limit take and receipt write
 SCHEDULED, QUEUED, SENDING, DONE, CANCELLED = "scheduled", "queued", "sending", "done", "cancelled"
 
 
@@ -75,18 +80,22 @@ def forget_push(db: Database, push_id: str) -> None:
     db[PUSHES].delete_one({"_id": push_id})
 
 
-def resolve_audience(db: Database, audience: dict[str, Any]) -> list[str]:
-    """Device ids the audience names, sorted, without duplicates."""
+TARGET = {"_id": 1, "platform": 1, "token": 1}
+
+
+def resolve_audience(db: Database, audience: dict[str, Any]) -> list[dict[str, Any]]:
+    """The devices the audience names (id, platform, token), sorted by id, each once."""
     if "devices" in audience:
-        found = db[DEVICES].find({"_id": {"$in": audience["devices"]}}, {"_id": 1})
+        query: dict[str, Any] = {"_id": {"$in": audience["devices"]}}
     elif "users" in audience:
-        found = db[DEVICES].find({"user": {"$in": audience["users"]}}, {"_id": 1})
+        query = {"user": {"$in": audience["users"]}}
     elif "topic" in audience:
-        found = db[DEVICES].find({"topics": audience["topic"]}, {"_id": 1})
+        query = {"topics": audience["topic"]}
     else:
         users = [m["user"] for m in membership.list_members(db, audience["scope"])]
-        found = db[DEVICES].find({"user": {"$in": users}}, {"_id": 1})
-    return sorted({d["_id"] for d in found})
+        query = {"user": {"$in": users}}
+    found = {d["_id"]: d for d in db[DEVICES].find(query, TARGET)}
+    return [found[did] for did in sorted(found)]
 
 
 def plan_fan_out(db: Database, push_id: str) -> list[int]:
@@ -103,7 +112,8 @@ def plan_fan_out(db: Database, push_id: str) -> list[int]:
                 {
                     "_id": f"{push_id}|{number}",
                     "push_id": push_id,
-                    "devices": members,
+                    "devices": [d["_id"] for d in members],
+                    "targets": members,
                     "done": False,
                 },
                 upsert=True,
@@ -156,31 +166,43 @@ def _describe(outcome: Outcome) -> str:
     return f"{outcome.reason}: {outcome.detail}" if outcome.detail else outcome.reason
 
 
-class _Records:
-    """Delivery records written in groups: one update per (status, reason) per group instead
-    of one per device (FerretDB scans for every write by `_id`). A worker dying before a flush
-    leaves those records `sending`, which counts as failed: at most once still holds."""
+class _Receipts:
+    """Receipts inserted in groups (FerretDB writes one document per insert fast, but scans
+    for every update), and claims to forget when nothing was delivered."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, push_id: str) -> None:
         self._db = db
-        self._updates: dict[tuple[str, str], list[str]] = {}
+        self.push_id = push_id
+        self._pending: list[dict[str, Any]] = []
         self._forget: list[str] = []
+        self.counts = {"sent": 0, "failed": 0, "invalid": 0, "cancelled": 0}
 
-    def set(self, delivery_id: str, status: str, reason: str) -> None:
-        self._updates.setdefault((status, reason), []).append(delivery_id)
+    def add(self, device_id: str, status: str, reason: str) -> None:
+        self._pending.append(
+            {
+                "_id": f"{self.push_id}|{device_id}",
+                "push_id": self.push_id,
+                "device_id": device_id,
+                "status": status,
+                "reason": reason,
+            }
+        )
+        self.counts[status] += 1
 
-    def forget(self, delivery_id: str) -> None:
+    def forget(self, claim_id: str) -> None:
         """Nothing was delivered: drop the claim so a later run may send it."""
-        self._forget.append(delivery_id)
+        self._forget.append(claim_id)
 
     def flush(self) -> None:
-        for (status, reason), ids in self._updates.items():
-            self._db[DELIVERIES].update_many(
-                {"_id": {"$in": ids}}, {"$set": {"status": status, "reason": reason}}
-            )
+        if self._pending:
+            try:
+                self._db[DELIVERIES].insert_many(self._pending, ordered=False)
+            except BulkWriteError as exc:  # a receipt written by a run that died after it
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
         if self._forget:
-            self._db[DELIVERIES].delete_many({"_id": {"$in": self._forget}, "status": "sending"})
-        self._updates, self._forget = {}, []
+            self._db[CLAIMS].delete_many({"_id": {"$in": self._forget}})
+        self._pending, self._forget = [], []
 
 
 def send_chunk(
@@ -190,13 +212,19 @@ def send_chunk(
     providers: dict[str, Provider],
     crash_point: Callable[[str], None] | None = None,
     now: datetime | None = None,
-    rate_limit: Callable[[str], float | None] | None = None,
+    rate_limit: Callable[[str, int], float | None] | None = None,
     observe: Callable[[str, Outcome], None] | None = None,
+    concurrency: int = 1,
+    group: int = GROUP,
 ) -> ChunkResult:
     """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
     5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends.
-    `rate_limit(platform)` returns seconds to wait when the shared send rate is used up: the
-    chunk then pauses and is redelivered, the devices not yet sent to keeping their place."""
+
+    Devices go in groups (of GROUP): the cancel check, the shared rate (`rate_limit(platform,
+    count)` answers seconds to wait when a group would exceed it: the chunk then pauses and
+    is redelivered, the devices not yet sent to keeping their place) and the receipts are per
+    group; within a group up to `concurrency` sends are in flight at once (HTTP/2 streams on
+    the provider's one connection), each claimed before it is sent."""
     hook = crash_point or (lambda _step: None)
     now = now or datetime.now(UTC)
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
@@ -208,83 +236,117 @@ def send_chunk(
     message = message_of(push)
     expires = datetime.fromtimestamp(message["expires_at"], UTC)
     attempt = int(chunk.get("attempt", 0))
-    retry_after: list[float] = []
-    paused: float | None = None
-    records = _Records(db)
-    devices = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": chunk["devices"]}})}
-    for index, did in enumerate(chunk["devices"]):
-        # A cancel is noticed within CANCEL_CHECK_EVERY sends, not re-read before each one.
-        if index % CANCEL_CHECK_EVERY == 0:
-            records.flush()
-            if _cancelled(db, push_id):
-                break
-        device = devices.get(did)
-        if device is not None and rate_limit is not None:
-            paused = rate_limit(device["platform"])
-            if paused is not None:
-                break
-        delivery_id = f"{push_id}|{did}"
+    if attempt == 0 and "targets" in chunk:
+        targets = {d["_id"]: d for d in chunk["targets"]}
+    else:  # a retry, later: the registry may have changed since fan-out
+        targets = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": chunk["devices"]}})}
+
+    def deliver(did: str) -> tuple[str, Outcome | str]:
+        """Claim, then send; runs in the pool. A claim that exists means an earlier run
+        attempted this device: it is never sent twice."""
         try:
-            db[DELIVERIES].insert_one(
-                {"_id": delivery_id, "push_id": push_id, "device_id": did, "status": "sending"}
-            )
+            db[CLAIMS].insert_one({"_id": f"{push_id}|{did}", "push_id": push_id})
         except DuplicateKeyError:
-            continue  # attempted before (a retried chunk): never twice
+            return did, "claimed before"
+        device = targets.get(did)
         if device is None:
-            records.set(delivery_id, "invalid", "device unregistered")
-            continue
+            return did, "unregistered"
         outcome = providers[device["platform"]].send(device, message)
         hook("push_after_send")  # the harshest moment to die: sent, not yet recorded
         if observe is not None:
             observe(device["platform"], outcome)
-        if outcome.kind == "delivered":
-            records.set(delivery_id, "sent", "")
-        elif outcome.kind == "token_dead":
-            records.set(delivery_id, "invalid", _describe(outcome))
-            _prune(db, device, outcome.dead_since)
-        elif outcome.kind == "retry":
-            delay = _retry_delay(attempt, outcome.retry_after)
-            if now + timedelta(seconds=delay) < expires:
-                records.forget(delivery_id)
-                retry_after.append(delay)
-            else:
-                records.set(delivery_id, "failed", f"expired: ttl passed ({_describe(outcome)})")
-        else:
-            records.set(delivery_id, "failed", f"{outcome.kind}: {_describe(outcome)}")
-    records.flush()
+        return did, outcome
+
+    retry_after: list[float] = []
+    paused: float | None = None
+    complete = True  # every device's outcome is known to this run (no earlier run's claims)
+    receipts = _Receipts(db, push_id)
+    pool = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
+    try:
+        for start in range(0, len(chunk["devices"]), group):
+            members = chunk["devices"][start : start + group]
+            if _cancelled(db, push_id):
+                complete = False
+                break
+            if rate_limit is not None:
+                platforms = Counter(targets[d]["platform"] for d in members if d in targets)
+                waits = [rate_limit(p, n) for p, n in sorted(platforms.items())]
+                paused = max((w for w in waits if w is not None), default=None)
+                if paused is not None:
+                    break
+            results = pool.map(deliver, members) if pool else map(deliver, members)
+            for did, outcome in results:
+                if outcome == "claimed before":
+                    complete = False
+                elif outcome == "unregistered":
+                    receipts.add(did, "invalid", "device unregistered")
+                elif isinstance(outcome, Outcome):
+                    _settle(db, receipts, did, outcome, attempt, now, expires, retry_after)
+            receipts.flush()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     if (paused is not None or retry_after) and not _cancelled(db, push_id):
         if retry_after:
             db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
         return ChunkResult({}, retry_in=max([*retry_after, paused or 0.0, 1.0]))
-    counts = _chunk_counts(db, push_id, chunk["devices"])
+    # Devices left for a later run (throttled, paused) then cancelled are counted from storage.
+    complete = complete and not retry_after and paused is None
+    counts = receipts.counts if complete else _chunk_counts(db, push_id, chunk["devices"])
     db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
     _finish_if_done(db, push_id)
     return ChunkResult(counts)
 
 
-def _prune(db: Database, device: dict[str, Any], dead_since: datetime | None) -> None:
+def _settle(
+    db: Database,
+    receipts: _Receipts,
+    did: str,
+    outcome: Outcome,
+    attempt: int,
+    now: datetime,
+    expires: datetime,
+    retry_after: list[float],
+) -> None:
+    """Record one provider outcome: a receipt, a pruned device, or a later retry."""
+    if outcome.kind == "delivered":
+        receipts.add(did, "sent", "")
+    elif outcome.kind == "token_dead":
+        receipts.add(did, "invalid", _describe(outcome))
+        _prune(db, did, outcome.dead_since)
+    elif outcome.kind == "retry":
+        delay = _retry_delay(attempt, outcome.retry_after)
+        if now + timedelta(seconds=delay) < expires:
+            receipts.forget(f"{receipts.push_id}|{did}")
+            retry_after.append(delay)
+        else:
+            receipts.add(did, "failed", f"expired: ttl passed ({_describe(outcome)})")
+    else:
+        receipts.add(did, "failed", f"{outcome.kind}: {_describe(outcome)}")
+
+
+def _prune(db: Database, device_id: str, dead_since: datetime | None) -> None:
     """Delete a dead token's device, unless it was registered again after the provider found
     it dead (APNs 410 timestamp): that registration is newer than the news."""
-    query: dict[str, Any] = {"_id": device["_id"]}
+    query: dict[str, Any] = {"_id": device_id}
     if dead_since is not None:
         query["registered_at"] = {"$lt": dead_since}
     db[DEVICES].delete_one(query)
 
 
 def _chunk_counts(db: Database, push_id: str, device_ids: list[str]) -> dict[str, int]:
+    """Counts from the stored claims and receipts, for a chunk that several runs worked on."""
     counts = {"sent": 0, "failed": 0, "invalid": 0, "cancelled": 0}
     ids = [f"{push_id}|{d}" for d in device_ids]
-    seen = {
-        d["_id"]: d["status"] for d in db[DELIVERIES].find({"_id": {"$in": ids}}, {"status": 1})
-    }
-    for delivery_id in ids:
-        status = seen.get(delivery_id)
-        if status is None:
-            counts["cancelled"] += 1
-        elif status == "sending":  # interrupted mid-send: not retried, so it failed
+    receipts = {d["_id"]: d["status"] for d in db[DELIVERIES].find({"_id": {"$in": ids}})}
+    claimed = {d["_id"] for d in db[CLAIMS].find({"_id": {"$in": ids}}, {"_id": 1})}
+    for claim_id in ids:
+        if claim_id in receipts:
+            counts[receipts[claim_id]] += 1
+        elif claim_id in claimed:  # interrupted mid-send: not retried, so it failed
             counts["failed"] += 1
         else:
-            counts[status] += 1
+            counts["cancelled"] += 1
     return counts
 
 
@@ -360,6 +422,7 @@ def expire_pushes(db: Database, before: datetime) -> int:
     for start in range(0, len(old), 100):
         ids = old[start : start + 100]
         db[DELIVERIES].delete_many({"push_id": {"$in": ids}})
+        db[CLAIMS].delete_many({"push_id": {"$in": ids}})
         db[CHUNKS].delete_many({"push_id": {"$in": ids}})
         db[PUSHES].delete_many({"_id": {"$in": ids}})
     return len(old)
@@ -372,5 +435,6 @@ def ensure_push_indexes(db: Database) -> None:
     db[PUSHES].create_index([("status", 1), ("send_at", 1)], name="status_send_at")
     db[PUSHES].create_index([("status", 1), ("created_at", 1)], name="status_created_at")
     db[DELIVERIES].create_index("push_id", name="push_id")
+    db[CLAIMS].create_index("push_id", name="push_id")
     db[CHUNKS].create_index("push_id", name="push_id")
     db[DEVICES].create_index("last_seen", name="last_seen")

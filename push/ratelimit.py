@@ -18,10 +18,11 @@ class ProviderRateLimit:
         self._limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
         self._rates = {platform: parse(rate) for platform, rate in rates.items()}
 
-    def wait(self, platform: str) -> float | None:
-        """Take one send from `platform`'s window: None if allowed, else seconds to wait."""
+    def wait(self, platform: str, count: int = 1) -> float | None:
+        """Take `count` sends from `platform`'s window: None if allowed, else seconds to wait
+        (and none are taken)."""
         item = self._rates.get(platform)
-        if item is None or self._limiter.hit(item, "offgrid-push", platform):
+        if item is None or self._limiter.hit(item, "offgrid-push", platform, cost=count):
             return None
         stats = self._limiter.get_window_stats(item, "offgrid-push", platform)
         return max(stats.reset_time - time.time(), 0.0)

@@ -37,8 +37,8 @@ def rate_limit() -> ProviderRateLimit:
     )
 
 
-def _throttle(platform: str) -> float | None:
-    wait = rate_limit().wait(platform)
+def _throttle(platform: str, count: int) -> float | None:
+    wait = rate_limit().wait(platform, count)
     if wait is not None:
         PUSH_THROTTLED.labels(platform).inc()
     return wait
@@ -87,6 +87,7 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
         crash_point(redis_client()),
         rate_limit=_throttle,
         observe=_observe,
+        concurrency=settings().push_send_concurrency,
     )
     if result.retry_in is not None:
         # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;

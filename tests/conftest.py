@@ -32,9 +32,10 @@ from config import Settings, load_settings
 from workers.factory import create_celery, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_VHOST = "offgrid_test"
-TEST_DATABASE = "offgrid_test"
-TEST_REDIS_DB = "15"
+# Two runs on one machine at once (say, a CI job beside a developer's) each need their own:
+# OFFGRID_TEST_NAMESPACE and OFFGRID_TEST_REDIS_DB name them.
+TEST_VHOST = TEST_DATABASE = os.environ.get("OFFGRID_TEST_NAMESPACE", "offgrid_test")
+TEST_REDIS_DB = os.environ.get("OFFGRID_TEST_REDIS_DB", "15")
 
 
 def _service_url(name: str) -> str:

@@ -140,3 +140,31 @@ def test_a_platform_without_credentials_fails_its_sends_as_configuration_errors(
     for platform in ("ios", "android", "web"):
         outcome = providers[platform].send({"token": "t"}, {"push_id": "p", "options": {}})
         assert (outcome.kind, outcome.reason) == ("config_error", "unconfigured")
+
+
+def test_cors_is_off_unless_origins_are_listed() -> None:
+    assert load_settings(GOOD).cors_origins == ()
+    listed = load_settings(
+        {**GOOD, "CORS_ORIGINS": " https://App.Example.com, http://localhost:3000 ,,"}
+    )
+    assert listed.cors_origins == ("https://app.example.com", "http://localhost:3000")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "*",
+        "https://*.example.com",
+        "app.example.com",
+        "ftp://app.example.com",
+        "https://app.example.com/",
+        "https://app.example.com/path",
+        "https://app.example.com?x=1",
+        "https://user@app.example.com",
+        "https://app.example.com:port",
+        "https://ok.example.com, null",
+    ],
+)
+def test_cors_origins_must_be_exact_http_origins(value: str) -> None:
+    with pytest.raises(SettingsError, match="CORS_ORIGINS"):
+        load_settings({**GOOD, "CORS_ORIGINS": value})

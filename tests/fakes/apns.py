@@ -17,8 +17,10 @@ Scripts: `script[token]` is a list of answers used one per request — `(status,
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,9 @@ class APNsFake:
     TEAM_ID = "DEF123GHIJ"
     TOPIC = "dev.offgrid.example"
 
-    def __init__(self, directory: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, directory: Path, clock: Callable[[], float] = time.time, keep: bool = True
+    ) -> None:
         self.ca_file, cert_file, key_file = server_certificate(directory)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.key_file = directory / "AuthKey.p8"
@@ -50,6 +54,8 @@ class APNsFake:
             )
         )
         self.clock = clock
+        self.keep = keep  # False (benchmarks): count deliveries per token, keep no bodies
+        self.delivered: Counter[str] = Counter()
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.rejected: list[tuple[str, str]] = []  # (token, reason) of every non-200
         self.provider_tokens: list[str] = []  # the bearer of every request, in order
@@ -121,9 +127,11 @@ class APNsFake:
                 return _error(status, reason, headers=extra)
         if token in self.unregistered:
             return _error(410, "Unregistered", timestamp=self.unregistered[token])
-        self.received.setdefault(token, []).append(
-            {"headers": dict(request.headers), "payload": payload}
-        )
+        self.delivered[token] += 1
+        if self.keep:
+            self.received.setdefault(token, []).append(
+                {"headers": dict(request.headers), "payload": payload}
+            )
         return Reply(200, headers={"apns-id": request.headers.get("apns-id", "")}, goaway=goaway)
 
     def _provider_token_problem(self, bearer: str) -> str | None:
@@ -177,9 +185,6 @@ class APNsFake:
             return "BadPayload"
         return None
 
-    def total_received(self) -> int:
-        return sum(len(v) for v in self.received.values())
-
     def close(self) -> None:
         self.server.close()
 
@@ -193,3 +198,20 @@ def _error(
     return Reply(
         status, json.dumps(body).encode(), {"content-type": "application/json", **(headers or {})}
     )
+
+
+def main() -> None:
+    """Serve a counting fake for benchmarks: `python -m tests.fakes.apns DIR`. Prints its
+    settings as one JSON line; each line read on stdin is answered with the delivery counts
+    (`{"total", "duplicates"}`)."""
+    fake = APNsFake(Path(sys.argv[1]), keep=False)
+    print(json.dumps(fake.env()), flush=True)
+    for _ in sys.stdin:
+        with fake._lock:
+            counts = list(fake.delivered.values())
+        total = sum(counts)
+        print(json.dumps({"total": total, "duplicates": total - len(counts)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -196,9 +196,6 @@ class FCMFake:
         body = {"name": f"projects/{self.PROJECT}/messages/0:{secrets.token_hex(8)}"}
         return Reply(200, json.dumps(body).encode(), {"content-type": "application/json"})
 
-    def total_received(self) -> int:
-        return sum(len(v) for v in self.received.values())
-
     def close(self) -> None:
         self.server.close()
         self._oauth.shutdown()

@@ -104,12 +104,12 @@ def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
     )
     notifications.plan_fan_out(db, push_id)
     providers = providers_from_settings(settings)
-    budget = iter([None, None, 0.4])  # two sends, then the window is full for 0.4 s
+    budget = iter([None, 0.4])  # a group of 2, then the window is full for 0.4 s
     paused = notifications.send_chunk(
-        db, push_id, 0, providers, rate_limit=lambda _p: next(budget, None)
+        db, push_id, 0, providers, rate_limit=lambda _p, _n: next(budget, None), group=2
     )
     assert paused.retry_in == 1.0  # at least the 1 s a delayed redelivery can express
     assert sorted(len(apns_fake.received.get(token, [])) for token in tokens) == [0, 0, 0, 1, 1]
-    resumed = notifications.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p: None)
+    resumed = notifications.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p, _n: None)
     assert resumed.counts == {"sent": 5, "failed": 0, "invalid": 0, "cancelled": 0}
     assert [len(apns_fake.received[token]) for token in tokens] == [1] * 5

@@ -112,19 +112,23 @@ def test_a_worker_killed_mid_chunk_never_sends_a_device_twice(
     from sync.faults import CRASH_KEY
 
     user = f"w-{uuid.uuid4().hex[:8]}"
-    subscriptions = [webpush_fake.subscribe() for _ in range(3)]
+    subscriptions = [webpush_fake.subscribe() for _ in range(30)]
     for subscription in subscriptions:
         _web_device(client, make_token, user, subscription)
     redis_client.set(CRASH_KEY, "push_after_send")  # die right after the first send
     status = _send(client, admin, user)
     assert redis_client.get(CRASH_KEY) is None, "the armed crash never happened"
     received = [len(webpush_fake.received.get(webpush_fake.sub_id(s), [])) for s in subscriptions]
-    assert sorted(received) == [1, 1, 1]  # every device exactly once, none twice
+    assert max(received) == 1  # the redelivered chunk sent to no device a second time
+    # Only the sends in flight when it died (at most PUSH_SEND_CONCURRENCY, 8) can be lost.
+    assert sum(received) >= 30 - 8
     counts = status["counts"]
-    assert counts["targeted"] == 3
-    assert counts["pending"] == 0
-    # The send cut short by the crash is not known to have arrived: it counts as failed.
-    assert (counts["sent"], counts["failed"]) == (2, 1)
+    assert (counts["targeted"], counts["pending"]) == (30, 0)
+    assert counts["sent"] + counts["failed"] == 30
+    # Sends in flight when the worker died are not known to have arrived: they count as
+    # failed, never as sent, and are not sent again.
+    assert counts["failed"] >= 1
+    assert counts["sent"] <= sum(received)
 
 
 def test_a_web_token_that_is_not_a_subscription_is_pruned_at_first_send(

@@ -1,0 +1,232 @@
+"""B4: one push to a topic of many devices, delivered to a local APNs, against raw httpx.
+
+Engine: devices subscribed to one topic are loaded into the registry; one `POST /v1/push`
+to the topic goes through the API, fan-out and chunk tasks on N worker processes (solo pool,
+one HTTP/2 connection each, PUSH_SEND_CONCURRENCY streams in flight on it), until the push
+reports `done`. Baseline: N raw `httpx` HTTP/2 clients (one connection each) with the same
+number of requests in flight on each, sending the same requests (same path, headers,
+payload and provider token) for the same device tokens to the same APNs. Both go to one
+APNs fake in its own process (HTTP/2 over TLS, checks the token and headers, counts
+deliveries per device).
+Ratio = engine notifications/s ÷ raw notifications/s (target ≥ 0.5). Worker RSS is read
+before and after the engine run.
+
+    ./dev services && set -a && . .dev/app.env && set +a
+    .venv/bin/python -m bench.b4_push --devices 100000 --workers 2 --streams 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import MongoClient
+
+from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
+from push.apns import APNsProvider, build_request
+from push.devices import DEVICES, device_id
+from push.providers import tls_context
+
+TOPIC = "b4-news"
+WARM_UP = 2000  # devices of a first push, before memory is read
+LOAD_CHUNK = 5000
+
+
+class FakeAPNs:
+    """The counting APNs fake in a subprocess of its own (it must not share our GIL)."""
+
+    def __init__(self) -> None:
+        directory = tempfile.mkdtemp(prefix="b4-apns-")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.apns", directory],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.env: dict[str, str] = json.loads(self.proc.stdout.readline())
+
+    def counts(self) -> dict[str, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def load_devices(db: Any, tokens: list[str], topic: str) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    for start in range(0, len(tokens), LOAD_CHUNK):
+        db[DEVICES].insert_many(
+            [
+                {
+                    "_id": device_id("ios", token),
+                    "user": f"b4-user-{i}",
+                    "platform": "ios",
+                    "token": token,
+                    "topics": [topic],
+                    "created_at": now,
+                    "registered_at": now,
+                    "last_seen": now,
+                }
+                for i, token in enumerate(tokens[start : start + LOAD_CHUNK], start)
+            ]
+        )
+
+
+def engine_run(base: str, admin_key: str, fake: FakeAPNs, topic: str, expected: int) -> float:
+    before = fake.counts()["total"]
+    http = httpx.Client(timeout=60, headers={"X-API-Key": admin_key})
+    start = time.perf_counter()
+    reply = http.post(
+        f"{base}/v1/push",
+        json={
+            "audience": {"topic": topic},
+            "notification": {"title": "B4", "body": "one push, many devices"},
+            "options": {"ttl": 3600},
+        },
+    )
+    reply.raise_for_status()
+    push_id = reply.json()["push_id"]
+    while True:
+        status = http.get(f"{base}/v1/push/{push_id}").json()
+        if status["status"] == "done":
+            break
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - start
+    sent = fake.counts()["total"] - before
+    if status["counts"]["sent"] != expected or sent != expected:
+        raise SystemExit(f"engine delivered {sent}, status {status['counts']}; want {expected}")
+    return expected / elapsed
+
+
+def raw_run(fake: FakeAPNs, tokens: list[str], connections: int, streams: int) -> float:
+    """The same requests over `connections` HTTP/2 connections with `streams` requests in
+    flight on each (a thread per stream), as the workers send them."""
+    env = fake.env
+    provider = APNsProvider(
+        key_pem=Path(env["APNS_KEY_FILE"]).read_text(),
+        key_id=env["APNS_KEY_ID"],
+        team_id=env["APNS_TEAM_ID"],
+        topic=env["APNS_TOPIC"],
+        base_url=env["APNS_BASE_URL"],
+    )
+    bearer = f"bearer {provider.provider_token()}"
+    provider.close()
+    message = {
+        "push_id": uuid.uuid4().hex,
+        "notification": {"title": "B4", "body": "one push, many devices"},
+        "data": None,
+        "options": {"ttl": 3600},
+        "expires_at": int(time.time()) + 3600,
+    }
+    body, headers = build_request(message, env["APNS_TOPIC"])
+    content = json.dumps(body, separators=(",", ":")).encode()
+    headers = {**headers, "authorization": bearer}
+    failures: list[int] = []
+    context = tls_context(env["APNS_CA_FILE"])
+
+    clients = [
+        httpx.Client(
+            http2=True,
+            verify=context,
+            timeout=10,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        for _ in range(connections)
+    ]
+
+    def send(client: httpx.Client, part: list[str]) -> None:
+        for token in part:
+            url = f"{env['APNS_BASE_URL']}/3/device/{token}"
+            response = client.post(url, content=content, headers=headers)
+            if response.status_code != 200:
+                failures.append(response.status_code)
+
+    lanes = connections * streams
+    threads = [
+        threading.Thread(target=send, args=(clients[i % connections], tokens[i::lanes]))
+        for i in range(lanes)
+    ]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    if failures:
+        raise SystemExit(f"raw run: {len(failures)} failures, e.g. {failures[:5]}")
+    return len(tokens) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=8, help="PUSH_SEND_CONCURRENCY")
+    args = parser.parse_args()
+    fake = FakeAPNs()
+    env = {
+        **bench_env("b4"),
+        **fake.env,
+        "PUSH_RATE_LIMIT_IOS": "100000/second",
+        "PUSH_SEND_CONCURRENCY": str(args.streams),
+    }
+    database = env["MONGODB_URL"].rsplit("/", 1)[1]
+    client: MongoClient = MongoClient(env["MONGODB_URL"])
+    client.drop_database(database)
+    db = client[database]
+    tokens = [secrets.token_hex(32) for _ in range(args.devices)]
+    loaded = time.perf_counter()
+    load_devices(db, tokens, TOPIC)
+    loaded = time.perf_counter() - loaded
+    load_devices(db, [secrets.token_hex(32) for _ in range(WARM_UP)], "b4-warm-up")
+    procs = Processes()
+    try:
+        workers = start_workers(procs, env, args.workers)
+        base = start_api(procs, env, 18400)
+        # Warm up: connections, provider tokens and lazily imported modules in every worker.
+        engine_run(base, env["ADMIN_API_KEY"], fake, "b4-warm-up", WARM_UP)
+        before = sum(rss_mb(w.pid) for w in workers)
+        engine = engine_run(base, env["ADMIN_API_KEY"], fake, TOPIC, args.devices)
+        after = sum(rss_mb(w.pid) for w in workers)
+        raw = raw_run(fake, tokens, args.workers, args.streams)
+        duplicates = fake.counts()["duplicates"]
+    finally:
+        procs.stop()
+        fake.stop()
+    print(
+        f"B4 push fan-out, {datetime.date.today()}, --devices {args.devices} "
+        f"--workers {args.workers} (devices loaded in {loaded:.0f} s)\n"
+    )
+    print(
+        "| devices | workers | engine notifications/s | raw httpx notifications/s | ratio |"
+        " worker RSS before → after MB |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"| {args.devices:,} | {args.workers} | {engine:,.0f} | {raw:,.0f} | "
+        f"{engine / raw:.2f} | {before:.0f} → {after:.0f} |"
+    )
+    # Each device got the engine's push once and the raw run's once: anything more is a bug.
+    print(f"\nDevices that got the engine's push more than once: {duplicates - args.devices}")
+
+
+if __name__ == "__main__":
+    main()
