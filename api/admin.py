@@ -16,7 +16,7 @@ from api.keys import require_api_key
 from sync import membership
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
-_USER = re.compile(r"^[^\s\x00-\x1f|]{1,200}$")
+_USER = re.compile(r"^[^\s\x00-\x1f]{1,200}$")  # a JWT sub: may hold `|` (auth0|…)
 
 
 class ScopeConverter(BaseConverter):

@@ -41,7 +41,7 @@ class TokenVerifier:
         )
 
     def user(self, token: str) -> str:
-        options = {"require": ["sub"]}
+        options = {"require": ["sub", "exp"]}
         try:
             if self._jwks is not None:
                 try:
@@ -73,8 +73,16 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise APIError(401, "unauthorized", f"invalid token: {exc}") from None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 200:
-            raise APIError(401, "unauthorized", "invalid token: `sub` must be a non-empty string")
+        if (
+            not isinstance(sub, str)
+            or not sub
+            or len(sub) > 200
+            or not sub.isprintable()
+            or any(c.isspace() for c in sub)
+        ):
+            raise APIError(
+                401, "unauthorized", "invalid token: `sub` must be 1-200 printable characters"
+            )
         return sub
 
 

@@ -99,9 +99,12 @@ def require_api_key(scope: str) -> Callable[[F], F]:
             presented = request.headers.get("X-API-Key", "")
             if not presented:
                 raise APIError(401, "unauthorized", "an X-API-Key header is required")
-            settings = current_app.extensions["offgrid.settings"]
-            db = current_app.extensions["offgrid.mongo"].db
-            found = scopes_of(db, presented, settings.admin_api_key)
+            if "verified_key" in g:  # the rate limiter looked it up already
+                found = g.verified_key
+            else:
+                settings = current_app.extensions["offgrid.settings"]
+                db = current_app.extensions["offgrid.mongo"].db
+                found = scopes_of(db, presented, settings.admin_api_key)
             if found is None:
                 raise APIError(401, "unauthorized", "invalid or revoked API key")
             g.api_key_id, scopes = found

@@ -1,14 +1,14 @@
 """Rate limits (flask-limiter, counted in Redis so every web process shares them).
 
 The caller is identified before the view runs: a valid bearer token counts against its user,
-an `X-API-Key` against that key (hashed), anything else against the client IP. Each kind has
+a valid `X-API-Key` against that key, anything else (no credentials, a bad token, an unknown
+or revoked key) against the client IP. Each kind has
 its own configurable limit. A breach is `429` with `Retry-After` and the usual error body.
 Probes and the API description are not limited.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 
@@ -17,6 +17,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from api.errors import APIError, error_response
+from api.keys import scopes_of
 from config import Settings
 
 
@@ -40,8 +41,14 @@ def _identify() -> str:
             return f"user:{g.verified_user}"
     key = request.headers.get("X-API-Key")
     if key:
-        g.rate_kind = "key"
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:24]
+        settings = current_app.extensions["offgrid.settings"]
+        found = scopes_of(current_app.extensions["offgrid.mongo"].db, key, settings.admin_api_key)
+        g.verified_key = found
+        if found is not None:
+            g.rate_kind = "key"
+            return f"key:{found[0]}"
+        # An invalid key counts against the IP, like a bad token: rotating made-up keys
+        # must not buy a fresh budget each time.
     g.rate_kind = "anonymous"
     return f"ip:{get_remote_address()}"
 

@@ -16,7 +16,7 @@ from push import notifications
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
 TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,128}$")
-ID = validate.Regexp(r"^[^\s\x00-\x1f|$]{1,200}$")
+ID = validate.Regexp(r"^[^\s\x00-\x1f$]{1,200}$")  # user ids are JWT subs: `auth0|…` too
 
 
 class AudienceSchema(Schema):
@@ -55,7 +55,7 @@ class PushNotificationRequestSchema(Schema):
     audience = fields.Nested(AudienceSchema, required=True)
     notification = fields.Nested(NotificationSchema)
     data = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$")),
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$")),
         # Any JSON value: APNs and Web Push carry it as is, FCM gets it as a JSON string.
         values=fields.Raw(required=True),
         validate=validate.Length(max=64),

@@ -34,7 +34,9 @@ def engine_run(base: str, env: dict[str, str], mutations: int) -> float:
     headers = {
         u: {
             "Authorization": "Bearer "
-            + jwt.encode({"sub": u}, env["JWT_SECRET"], algorithm="HS256")
+            + jwt.encode(
+                {"sub": u, "exp": int(time.time()) + 86400}, env["JWT_SECRET"], algorithm="HS256"
+            )
         }
         for u in users
     }

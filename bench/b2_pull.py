@@ -118,7 +118,10 @@ def main() -> None:
     ensure_indexes(db)
     users = {"catchup": "b2-catchup", "small": "b2-small", "large": "b2-large"}
     tokens = {
-        k: jwt.encode({"sub": u}, env["JWT_SECRET"], algorithm="HS256") for k, u in users.items()
+        k: jwt.encode(
+            {"sub": u, "exp": int(time.time()) + 86400}, env["JWT_SECRET"], algorithm="HS256"
+        )
+        for k, u in users.items()
     }
     procs = Processes()
     try:

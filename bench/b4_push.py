@@ -2,10 +2,10 @@
 
 Engine: devices subscribed to one topic are loaded into the registry; one `POST /v1/push`
 to the topic goes through the API, fan-out and chunk tasks on N worker processes (solo pool,
-one HTTP/2 connection each, PUSH_SEND_CONCURRENCY streams in flight on it), until the push
-reports `done`. Baseline: N raw `httpx` HTTP/2 clients (one connection each) with the same
-number of requests in flight on each, sending the same requests (same path, headers,
-payload and provider token) for the same device tokens to the same APNs. Both go to one
+PUSH_SEND_CONCURRENCY sender threads each, each thread with its own HTTP/2 connection),
+until the push reports `done`. Baseline: as many threads, each with its own raw `httpx`
+HTTP/2 client, sending the same requests (same path, headers, payload and provider token)
+for the same device tokens to the same APNs. Both go to one
 APNs fake in its own process (HTTP/2 over TLS, checks the token and headers, counts
 deliveries per device).
 Ratio = engine notifications/s ÷ raw notifications/s (target ≥ 0.5). Worker RSS is read
@@ -114,9 +114,9 @@ def engine_run(base: str, admin_key: str, fake: FakeAPNs, topic: str, expected: 
     return expected / elapsed
 
 
-def raw_run(fake: FakeAPNs, tokens: list[str], connections: int, streams: int) -> float:
-    """The same requests over `connections` HTTP/2 connections with `streams` requests in
-    flight on each (a thread per stream), as the workers send them."""
+def raw_run(fake: FakeAPNs, tokens: list[str], lanes: int) -> float:
+    """The same requests from `lanes` threads, each on its own HTTP/2 connection, as the
+    workers' sender threads send them."""
     env = fake.env
     provider = APNsProvider(
         key_pem=Path(env["APNS_KEY_FILE"]).read_text(),
@@ -137,39 +137,28 @@ def raw_run(fake: FakeAPNs, tokens: list[str], connections: int, streams: int) -
     body, headers = build_request(message, env["APNS_TOPIC"])
     content = json.dumps(body, separators=(",", ":")).encode()
     headers = {**headers, "authorization": bearer}
-    failures: list[int] = []
+    failures: list[str] = []
     context = tls_context(env["APNS_CA_FILE"])
 
-    clients = [
-        httpx.Client(
-            http2=True,
-            verify=context,
-            timeout=10,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
-        for _ in range(connections)
-    ]
+    def send(part: list[str]) -> None:
+        with httpx.Client(http2=True, verify=context, timeout=10) as client:
+            for token in part:
+                url = f"{env['APNS_BASE_URL']}/3/device/{token}"
+                try:
+                    response = client.post(url, content=content, headers=headers)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    failures.append(str(response.status_code))
 
-    def send(client: httpx.Client, part: list[str]) -> None:
-        for token in part:
-            url = f"{env['APNS_BASE_URL']}/3/device/{token}"
-            response = client.post(url, content=content, headers=headers)
-            if response.status_code != 200:
-                failures.append(response.status_code)
-
-    lanes = connections * streams
-    threads = [
-        threading.Thread(target=send, args=(clients[i % connections], tokens[i::lanes]))
-        for i in range(lanes)
-    ]
+    threads = [threading.Thread(target=send, args=(tokens[i::lanes],)) for i in range(lanes)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
-    for client in clients:
-        client.close()
     if failures:
         raise SystemExit(f"raw run: {len(failures)} failures, e.g. {failures[:5]}")
     return len(tokens) / elapsed
@@ -206,22 +195,23 @@ def main() -> None:
         before = sum(rss_mb(w.pid) for w in workers)
         engine = engine_run(base, env["ADMIN_API_KEY"], fake, TOPIC, args.devices)
         after = sum(rss_mb(w.pid) for w in workers)
-        raw = raw_run(fake, tokens, args.workers, args.streams)
+        raw = raw_run(fake, tokens, args.workers * args.streams)
         duplicates = fake.counts()["duplicates"]
     finally:
         procs.stop()
         fake.stop()
     print(
         f"B4 push fan-out, {datetime.date.today()}, --devices {args.devices} "
-        f"--workers {args.workers} (devices loaded in {loaded:.0f} s)\n"
+        f"--workers {args.workers} --streams {args.streams} "
+        f"(devices loaded in {loaded:.0f} s)\n"
     )
     print(
-        "| devices | workers | engine notifications/s | raw httpx notifications/s | ratio |"
-        " worker RSS before → after MB |"
+        "| devices | requests in flight | engine notifications/s | raw httpx notifications/s "
+        "| ratio | worker RSS before → after MB |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     print(
-        f"| {args.devices:,} | {args.workers} | {engine:,.0f} | {raw:,.0f} | "
+        f"| {args.devices:,} | {args.workers} x {args.streams} | {engine:,.0f} | {raw:,.0f} | "
         f"{engine / raw:.2f} | {before:.0f} → {after:.0f} |"
     )
     # Each device got the engine's push once and the raw run's once: anything more is a bug.

@@ -281,7 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_rate_limit_web=_rate(env, "PUSH_RATE_LIMIT_WEB", "1000/second"),
         device_unseen_days=_int(env, "DEVICE_UNSEEN_DAYS", 270, minimum=1),
         push_retention_seconds=_int(env, "PUSH_RETENTION", 7 * 86400, minimum=60),
-        # Sends in flight at once per worker process (HTTP/2 streams on one connection).
+        # Sends in flight at once per worker process, each thread on its own connection.
         push_send_concurrency=_int(env, "PUSH_SEND_CONCURRENCY", 8, minimum=1),
         # Generous defaults: a syncing app pulls in bursts; tighten them per deployment.
         rate_limit_user=_rate(env, "RATE_LIMIT_USER", "3000/minute"),

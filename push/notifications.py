@@ -20,7 +20,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from sync import membership
 
 PUSHES = "push_notifications"
 CHUNKS = "push_chunks"
+CHUNK_DEVICES = "push_chunk_devices"
 CLAIMS = "push_claims"
 DELIVERIES = "push_deliveries"  # receipts: one per device a push was attempted for
 CHUNK_SIZE = 500
@@ -107,16 +108,21 @@ def plan_fan_out(db: Database, push_id: str) -> list[int]:
         devices = resolve_audience(db, push["audience"])
         chunks = [devices[i : i + CHUNK_SIZE] for i in range(0, len(devices), CHUNK_SIZE)]
         for number, members in enumerate(chunks):
-            db[CHUNKS].replace_one(
-                {"_id": f"{push_id}|{number}"},
+            chunk_id = f"{push_id}|{number}"
+            # The device list lives apart from the small chunk document, which status reads
+            # and FerretDB scans on every lookup.
+            db[CHUNK_DEVICES].replace_one(
+                {"_id": chunk_id},
                 {
-                    "_id": f"{push_id}|{number}",
+                    "_id": chunk_id,
                     "push_id": push_id,
                     "devices": [d["_id"] for d in members],
                     "targets": members,
-                    "done": False,
                 },
                 upsert=True,
+            )
+            db[CHUNKS].replace_one(
+                {"_id": chunk_id}, {"_id": chunk_id, "push_id": push_id, "done": False}, upsert=True
             )
         status = SENDING if chunks else DONE
         db[PUSHES].update_one(
@@ -209,12 +215,12 @@ def send_chunk(
     db: Database,
     push_id: str,
     number: int,
-    providers: dict[str, Provider],
+    providers: dict[str, Provider] | Callable[[], dict[str, Provider]],
     crash_point: Callable[[str], None] | None = None,
     now: datetime | None = None,
     rate_limit: Callable[[str, int], float | None] | None = None,
     observe: Callable[[str, Outcome], None] | None = None,
-    concurrency: int = 1,
+    pool: Executor | None = None,
     group: int = GROUP,
 ) -> ChunkResult:
     """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
@@ -223,8 +229,10 @@ def send_chunk(
     Devices go in groups (of GROUP): the cancel check, the shared rate (`rate_limit(platform,
     count)` answers seconds to wait when a group would exceed it: the chunk then pauses and
     is redelivered, the devices not yet sent to keeping their place) and the receipts are per
-    group; within a group up to `concurrency` sends are in flight at once (HTTP/2 streams on
-    the provider's one connection), each claimed before it is sent."""
+    group; within a group the sends run on `pool`'s threads, each claimed before it is sent.
+    `providers` may be a callable giving the calling thread its own provider clients: an
+    HTTP/2 connection must not be shared between threads (one TLS socket read and written
+    from two threads at once breaks the connection)."""
     hook = crash_point or (lambda _step: None)
     now = now or datetime.now(UTC)
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
@@ -233,13 +241,15 @@ def send_chunk(
         return ChunkResult({})
     if chunk["done"]:
         return ChunkResult(chunk["counts"])
+    listed = db[CHUNK_DEVICES].find_one({"_id": chunk["_id"]}) or {"devices": [], "targets": []}
+    device_ids: list[str] = listed["devices"]
     message = message_of(push)
     expires = datetime.fromtimestamp(message["expires_at"], UTC)
     attempt = int(chunk.get("attempt", 0))
-    if attempt == 0 and "targets" in chunk:
-        targets = {d["_id"]: d for d in chunk["targets"]}
+    if attempt == 0:
+        targets = {d["_id"]: d for d in listed["targets"]}
     else:  # a retry, later: the registry may have changed since fan-out
-        targets = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": chunk["devices"]}})}
+        targets = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": device_ids}})}
 
     def deliver(did: str) -> tuple[str, Outcome | str]:
         """Claim, then send; runs in the pool. A claim that exists means an earlier run
@@ -251,7 +261,8 @@ def send_chunk(
         device = targets.get(did)
         if device is None:
             return did, "unregistered"
-        outcome = providers[device["platform"]].send(device, message)
+        clients = providers() if callable(providers) else providers
+        outcome = clients[device["platform"]].send(device, message)
         hook("push_after_send")  # the harshest moment to die: sent, not yet recorded
         if observe is not None:
             observe(device["platform"], outcome)
@@ -261,38 +272,33 @@ def send_chunk(
     paused: float | None = None
     complete = True  # every device's outcome is known to this run (no earlier run's claims)
     receipts = _Receipts(db, push_id)
-    pool = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
-    try:
-        for start in range(0, len(chunk["devices"]), group):
-            members = chunk["devices"][start : start + group]
-            if _cancelled(db, push_id):
-                complete = False
+    for start in range(0, len(device_ids), group):
+        members = device_ids[start : start + group]
+        if _cancelled(db, push_id):
+            complete = False
+            break
+        if rate_limit is not None:
+            platforms = Counter(targets[d]["platform"] for d in members if d in targets)
+            waits = [rate_limit(p, n) for p, n in sorted(platforms.items())]
+            paused = max((w for w in waits if w is not None), default=None)
+            if paused is not None:
                 break
-            if rate_limit is not None:
-                platforms = Counter(targets[d]["platform"] for d in members if d in targets)
-                waits = [rate_limit(p, n) for p, n in sorted(platforms.items())]
-                paused = max((w for w in waits if w is not None), default=None)
-                if paused is not None:
-                    break
-            results = pool.map(deliver, members) if pool else map(deliver, members)
-            for did, outcome in results:
-                if outcome == "claimed before":
-                    complete = False
-                elif outcome == "unregistered":
-                    receipts.add(did, "invalid", "device unregistered")
-                elif isinstance(outcome, Outcome):
-                    _settle(db, receipts, did, outcome, attempt, now, expires, retry_after)
-            receipts.flush()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        results = pool.map(deliver, members) if pool else map(deliver, members)
+        for did, outcome in results:
+            if outcome == "claimed before":
+                complete = False
+            elif outcome == "unregistered":
+                receipts.add(did, "invalid", "device unregistered")
+            elif isinstance(outcome, Outcome):
+                _settle(db, receipts, did, outcome, attempt, now, expires, retry_after)
+        receipts.flush()
     if (paused is not None or retry_after) and not _cancelled(db, push_id):
         if retry_after:
             db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
         return ChunkResult({}, retry_in=max([*retry_after, paused or 0.0, 1.0]))
     # Devices left for a later run (throttled, paused) then cancelled are counted from storage.
     complete = complete and not retry_after and paused is None
-    counts = receipts.counts if complete else _chunk_counts(db, push_id, chunk["devices"])
+    counts = receipts.counts if complete else _chunk_counts(db, push_id, device_ids)
     db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
     _finish_if_done(db, push_id)
     return ChunkResult(counts)
@@ -424,6 +430,7 @@ def expire_pushes(db: Database, before: datetime) -> int:
         db[DELIVERIES].delete_many({"push_id": {"$in": ids}})
         db[CLAIMS].delete_many({"push_id": {"$in": ids}})
         db[CHUNKS].delete_many({"push_id": {"$in": ids}})
+        db[CHUNK_DEVICES].delete_many({"push_id": {"$in": ids}})
         db[PUSHES].delete_many({"_id": {"$in": ids}})
     return len(old)
 
@@ -437,4 +444,5 @@ def ensure_push_indexes(db: Database) -> None:
     db[DELIVERIES].create_index("push_id", name="push_id")
     db[CLAIMS].create_index("push_id", name="push_id")
     db[CHUNKS].create_index("push_id", name="push_id")
+    db[CHUNK_DEVICES].create_index("push_id", name="push_id")
     db[DEVICES].create_index("last_seen", name="last_seen")

@@ -22,10 +22,11 @@ def _check_names_and_depth(value: Any, depth: int, max_depth: int, path: str) ->
         raise LimitExceeded("too_deep", f"{path or 'value'} nests deeper than {max_depth} levels")
     if isinstance(value, dict):
         for name, item in value.items():
-            if name.startswith(("$", ".")) or "\x00" in name:
+            # SPEC forbids a leading `$` or `.` and NUL; FerretDB 1.24 stores no `.` at all.
+            if name.startswith("$") or "." in name or "\x00" in name:
                 raise LimitExceeded(
                     "invalid_field_name",
-                    f"field name {name!r} at {path or 'value'} starts with $ or . or holds NUL",
+                    f"field name {name!r} at {path or 'value'} starts with $, holds . or NUL",
                 )
             _check_names_and_depth(item, depth + 1, max_depth, f"{path}.{name}" if path else name)
     elif isinstance(value, list):

@@ -16,7 +16,11 @@ from pymongo.database import Database
 
 MEMBERS = "sync_members"
 ROLES = ("reader", "writer")
-SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[^\s\x00-\x1f|]{1,200}$")
+# A personal scope's id is the JWT `sub`, which may hold `|` (Auth0's `auth0|…`); shared
+# scope ids may not, so a membership id `<scope>|<user>` splits at its first `|`.
+SCOPE_PATTERN = re.compile(
+    r"^(?:user:[^\s\x00-\x1f]{1,200}|[a-z][a-z0-9_-]{0,31}:[^\s\x00-\x1f|]{1,200})$"
+)
 
 
 def personal_scope(user: str) -> str:

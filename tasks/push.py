@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +19,23 @@ from sync.faults import crash_point
 from tasks.maintenance import exclusive
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
+_local = threading.local()
+
+
+def providers() -> dict[str, Provider]:
+    """The calling thread's provider clients, made once per thread: their HTTP/2 connections
+    are long-lived and never shared between threads."""
+    clients = getattr(_local, "providers", None)
+    if clients is None:
+        clients = _local.providers = providers_from_settings(settings())
+    return clients
+
 
 @functools.cache
-def providers() -> dict[str, Provider]:
-    """One set of provider clients per worker process (their connections are long-lived)."""
-    return providers_from_settings(settings())
+def send_pool() -> ThreadPoolExecutor | None:
+    """PUSH_SEND_CONCURRENCY long-lived sender threads per worker process (None for 1)."""
+    size = settings().push_send_concurrency
+    return ThreadPoolExecutor(size, thread_name_prefix="push-send") if size > 1 else None
 
 
 @functools.cache
@@ -83,11 +97,11 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
         mongo().db,
         push_id,
         number,
-        providers(),
+        providers,
         crash_point(redis_client()),
         rate_limit=_throttle,
         observe=_observe,
-        concurrency=settings().push_send_concurrency,
+        pool=send_pool(),
     )
     if result.retry_in is not None:
         # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;

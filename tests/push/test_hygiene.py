@@ -72,6 +72,7 @@ def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
     assert client.get(f"/v1/push/{old}", headers=admin).status_code == 404
     assert db[notifications.DELIVERIES].count_documents({"push_id": old}) == 0
     assert db[notifications.CHUNKS].count_documents({"push_id": old}) == 0
+    assert db[notifications.CHUNK_DEVICES].count_documents({"push_id": old}) == 0
     assert client.get(f"/v1/push/{recent}", headers=admin).get_json()["counts"]["sent"] == 1
     assert db[notifications.DELIVERIES].count_documents({"push_id": recent}) == 1
 

@@ -1,10 +1,9 @@
 """Hostile requests: each gets a clear 4xx with the error body, never a crash or someone's data.
 
 Completes the attacks already covered elsewhere (tokens, keys, limits, bodies; see
-docs/security.md for the list). Cases with a `bug` are open bugs found while writing these
-tests: they assert the behaviour SPEC §2 and G8 ask for and are expected to fail until fixed
-(strictly, so a fix shows up as XPASS and the `bug` must go). Some fail on FerretDB only,
-whose PostgreSQL storage cannot hold NUL characters, nested arrays or dotted field names.
+docs/security.md for the list). Several of these once answered 500 (values FerretDB's
+PostgreSQL storage cannot hold: NUL characters, nested arrays, dotted field names; numbers
+BSON cannot hold; JSON nested past the parser): api/bodies.py now refuses them with 400.
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ class Hostile:
     body: str | None = None
     as_admin: bool = False  # X-API-Key of the admin instead of the attacker's bearer token
     expect: range = range(400, 500)
-    bug: str | None = None  # an open bug makes it fail: on "any" backend, or on "ferretdb"
 
 
 def _status(code: int) -> range:
@@ -110,15 +108,15 @@ HOSTILE = [
         id="nul-member",
     ),
     pytest.param(
-        Hostile("GET", "/v1/sync/batches/a%00b", expect=_status(404), bug="ferretdb"),
+        Hostile("GET", "/v1/sync/batches/a%00b", expect=_status(404)),
         id="nul-batch-id",
     ),
     pytest.param(
-        Hostile("GET", "/v1/push/a%00b", as_admin=True, expect=_status(404), bug="ferretdb"),
+        Hostile("GET", "/v1/push/a%00b", as_admin=True, expect=_status(404)),
         id="nul-push-id",
     ),
     pytest.param(
-        Hostile("GET", "/v1/admin/scopes/team:a%00b/members", as_admin=True, bug="any"),
+        Hostile("GET", "/v1/admin/scopes/team:a%00b/members", as_admin=True),
         id="nul-scope",
     ),
     pytest.param(
@@ -127,7 +125,6 @@ HOSTILE = [
             "/v1/sync/push",
             _push_body(value={"v": "a\x00b"}),
             expect=range(200, 500),
-            bug="ferretdb",
         ),
         id="nul-in-a-value",
     ),
@@ -138,7 +135,6 @@ HOSTILE = [
             _send_body(notification={"title": "a\x00b", "body": "x"}),
             as_admin=True,
             expect=range(200, 500),
-            bug="ferretdb",
         ),
         id="nul-in-a-push-title",
     ),
@@ -147,11 +143,11 @@ HOSTILE = [
     pytest.param(Hostile("POST", "/v1/sync/pull", _pull_body(', "limit": 1e999')), id="1e999"),
     pytest.param(Hostile("POST", "/v1/sync/pull", _pull_body(', "limit": NaN')), id="nan"),
     pytest.param(
-        Hostile("POST", "/v1/sync/pull", _pull_body(', "limit": 1' + "0" * 5000), bug="any"),
+        Hostile("POST", "/v1/sync/pull", _pull_body(', "limit": 1' + "0" * 5000)),
         id="5000-digit-integer",
     ),
     pytest.param(
-        Hostile("POST", "/v1/sync/push", _push_body(value={"v": 2**64}), bug="any"),
+        Hostile("POST", "/v1/sync/push", _push_body(value={"v": 2**64})),
         id="int-beyond-int64-in-a-value",
     ),
     pytest.param(
@@ -160,12 +156,11 @@ HOSTILE = [
             "/v1/sync/push",
             _push_body(value={"v": {"a.b": 1}}),
             expect=range(200, 500),
-            bug="ferretdb",
         ),
         id="inner-dot-in-a-field-name",
     ),
     pytest.param(
-        Hostile("POST", "/v1/push", _send_body(data={"n": 2**64}), as_admin=True, bug="any"),
+        Hostile("POST", "/v1/push", _send_body(data={"n": 2**64}), as_admin=True),
         id="int-beyond-int64-in-push-data",
     ),
     # Structures the storage cannot hold, and deep nesting before any schema runs.
@@ -175,28 +170,22 @@ HOSTILE = [
             "/v1/sync/push",
             _push_body(value={"v": [[1]]}),
             expect=range(200, 500),
-            bug="ferretdb",
         ),
         id="nested-arrays-in-a-value",
     ),
     pytest.param(
-        Hostile("POST", "/v1/sync/push", _push_body(value={"v": "\ud800"}), bug="any"),
+        Hostile("POST", "/v1/sync/push", _push_body(value={"v": "\ud800"})),
         id="lone-surrogate-in-a-value",
     ),
     pytest.param(
-        Hostile("POST", "/v1/push", _send_body(audience={"users": ["\ud800"]}), True, bug="any"),
+        Hostile("POST", "/v1/push", _send_body(audience={"users": ["\ud800"]}), True),
         id="lone-surrogate-in-a-push-audience",
     ),
     pytest.param(
-        Hostile("POST", "/v1/sync/pull", "[" * 100_000 + "]" * 100_000, bug="any"),
+        Hostile("POST", "/v1/sync/pull", "[" * 100_000 + "]" * 100_000),
         id="json-nested-100000-deep",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def on_ferretdb(db: Database) -> bool:
-    return "ferretdbVersion" in db.command("buildInfo")
 
 
 @pytest.fixture(scope="module")
@@ -241,12 +230,7 @@ def test_hostile_input_gets_a_4xx_with_the_error_body(
     client: FlaskClient,
     make_token: Any,
     admin: dict[str, str],
-    on_ferretdb: bool,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if attack.bug == "any" or (attack.bug == "ferretdb" and on_ferretdb):
-        reason = f"open bug ({attack.bug}): answered 500 instead of a 4xx; docs/security.md"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     headers = admin if attack.as_admin else {"Authorization": f"Bearer {make_token('attacker')}"}
     reply = client.open(
         attack.path,
@@ -359,10 +343,6 @@ def test_rotating_invalid_bearer_tokens_stays_within_the_anonymous_limit(
     assert codes == [401, 401, 429, 429]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: an unverified X-API-Key gets a rate budget of its own (docs/security.md)",
-)
 def test_rotating_invalid_api_keys_does_not_escape_the_anonymous_limit(
     tight: FlaskClient,
 ) -> None:
@@ -375,10 +355,6 @@ def test_rotating_invalid_api_keys_does_not_escape_the_anonymous_limit(
     assert codes[-1] == 429
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: `user:<sub>` is refused when sub holds `|`, as Auth0's `auth0|…` do",
-)
 def test_a_user_whose_sub_holds_a_pipe_can_pull_their_personal_scope(
     client: FlaskClient, settings: Settings
 ) -> None:
