@@ -8,6 +8,7 @@ under `./dev up`. A worker started with WORKER_METRICS_PORT also serves them its
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -26,9 +27,21 @@ DURATION = Histogram(
 _started: dict[str, float] = {}
 
 
+# Celery's native delayed delivery routes a countdown message with 28 binary digits of its
+# delay before the queue's routing key ("0.1.…1.sync"); the queue is what follows.
+_DELAYED = re.compile(r"^(?:[01]\.){28}(?P<key>.+)$")
+
+
+def queue_of(routing_key: str | None) -> str:
+    if not routing_key:
+        return "unknown"
+    delayed = _DELAYED.match(routing_key)
+    return delayed.group("key") if delayed else routing_key
+
+
 def _queue(task: Any) -> str:
     info = getattr(task.request, "delivery_info", None) or {}
-    return str(info.get("routing_key") or "unknown")
+    return queue_of(info.get("routing_key"))
 
 
 @task_prerun.connect

@@ -30,3 +30,12 @@ def test_worker_task_metrics_reach_the_shared_metrics_endpoint(
     text = client.get("/metrics").get_data(as_text=True)
     assert 'offgrid_tasks_total{outcome="success",queue="sync",task="sync.apply_batch"}' in text
     assert 'offgrid_task_duration_seconds_count{queue="sync",task="sync.apply_batch"}' in text
+
+
+def test_a_delayed_retrys_queue_is_its_queue_not_the_delay_routing_key() -> None:
+    from workers.metrics import queue_of
+
+    delayed = ".".join("0" * 24 + "0101") + ".sync"  # what native delayed delivery routes by
+    assert queue_of(delayed) == "sync"
+    assert queue_of("push") == "push"
+    assert queue_of(None) == "unknown"
