@@ -16,6 +16,7 @@ from api.cors import register_cors
 from api.errors import register_errorhandlers
 from api.limits import register_limits
 from api.metrics import register_metrics
+from api.openapi import AuthErrorsLimitsPlugin
 from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from config.logs import configure_logging, request_id
@@ -95,7 +96,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     )
     app.extensions["offgrid.tokens"] = TokenVerifier(settings)
     app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
-    app.extensions["offgrid.api"] = OffgridApi(app)
+    app.extensions["offgrid.api"] = OffgridApi(
+        app, spec_kwargs={"extra_plugins": [AuthErrorsLimitsPlugin(settings)]}
+    )
     register_limits(app, settings)
 
 

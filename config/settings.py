@@ -206,6 +206,10 @@ class Settings:
     rate_limit_anonymous: str
     batch_retention_seconds: int
     housekeeping_interval_seconds: int
+    due_pushes_interval_seconds: int
+    expiry_interval_seconds: int
+    device_prune_interval_seconds: int
+    tombstone_purge_interval_seconds: int
     cors_origins: tuple[str, ...]
 
     @property
@@ -289,5 +293,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_anonymous=_rate(env, "RATE_LIMIT_ANONYMOUS", "600/minute"),
         batch_retention_seconds=_int(env, "BATCH_RETENTION", 7 * 86400, minimum=60),
         housekeeping_interval_seconds=_int(env, "HOUSEKEEPING_INTERVAL", 300, minimum=1),
+        due_pushes_interval_seconds=_int(env, "DUE_PUSHES_INTERVAL", 5, minimum=1),
+        expiry_interval_seconds=_int(env, "EXPIRY_INTERVAL", 3600, minimum=1),
+        device_prune_interval_seconds=_int(env, "DEVICE_PRUNE_INTERVAL", 86400, minimum=1),
+        tombstone_purge_interval_seconds=_int(env, "TOMBSTONE_PURGE_INTERVAL", 21600, minimum=1),
         cors_origins=_origins(env, "CORS_ORIGINS"),
     )

@@ -87,3 +87,21 @@ def test_beat_schedule_lists_the_housekeeping_jobs(settings: Settings) -> None:
         "maintenance.expire_pushes",
     }
     assert all(entry["options"]["queue"] == "maintenance" for entry in schedule.values())
+
+
+def test_every_beat_interval_comes_from_the_environment(test_env: dict[str, str]) -> None:
+    from config import load_settings
+
+    names = {
+        "HOUSEKEEPING_INTERVAL": "maintenance.requeue_stuck_batches",
+        "DUE_PUSHES_INTERVAL": "maintenance.send_due_pushes",
+        "EXPIRY_INTERVAL": "maintenance.expire_batches",
+        "DEVICE_PRUNE_INTERVAL": "maintenance.prune_unseen_devices",
+        "TOMBSTONE_PURGE_INTERVAL": "maintenance.purge_tombstones",
+    }
+    env = {**test_env, **{name: str(7 + n) for n, name in enumerate(names)}}
+    schedule = create_celery(load_settings(env)).conf.beat_schedule
+    every = {entry["task"]: entry["schedule"] for entry in schedule.values()}
+    for n, (name, task) in enumerate(names.items()):
+        assert every[task] == 7 + n, name
+    assert every["maintenance.expire_pushes"] == every["maintenance.expire_batches"]
