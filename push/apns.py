@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import jwt
 
-from push.providers import Outcome, retry_after_seconds, tls_context
+from push.providers import Outcome, attempt, http2_client, json_or_empty, retry_after_seconds
 
 TOKEN_LIFETIME = 40 * 60
 MAX_PAYLOAD = 4096
@@ -101,12 +101,7 @@ class APNsProvider:
         self._clock = clock
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
-        self._client = httpx.Client(
-            http2=True,
-            verify=tls_context(ca_file),
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        self._client = http2_client(ca_file, timeout)
 
     def provider_token(self, fresh: bool = False) -> str:
         """The current provider token, made anew when older than TOKEN_LIFETIME."""
@@ -141,26 +136,20 @@ class APNsProvider:
     def _post(
         self, device_token: str, content: bytes, headers: dict[str, str], provider_token: str
     ) -> Outcome:
-        try:
-            response = self._client.post(
+        response = attempt(
+            lambda: self._client.post(
                 f"{self._base}/3/device/{device_token}",
                 content=content,
                 headers={**headers, "authorization": f"bearer {provider_token}"},
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return Outcome("retry", "network", type(exc).__name__)  # nothing was sent
-        except httpx.HTTPError as exc:
-            return Outcome("payload_error", "unknown_outcome", type(exc).__name__)
-        return self._outcome(response)
+        )
+        return response if isinstance(response, Outcome) else self._outcome(response)
 
     def _outcome(self, response: httpx.Response) -> Outcome:
         code = response.status_code
         if code == 200:
             return Outcome("delivered", "200")
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
+        answer = json_or_empty(response)
         reason = str(answer.get("reason") or code)
         if code == 410:
             stamp = answer.get("timestamp")

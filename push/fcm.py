@@ -19,7 +19,14 @@ import google.auth.transport.requests
 import httpx
 from google.oauth2 import service_account
 
-from push.providers import Outcome, retry_after_seconds, session_for, tls_context
+from push.providers import (
+    Outcome,
+    attempt,
+    http2_client,
+    json_or_empty,
+    retry_after_seconds,
+    session_for,
+)
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 QUOTA_WAIT = 60.0  # FCM: wait at least a minute after QUOTA_EXCEEDED without retry-after
@@ -90,12 +97,7 @@ class FCMProvider:
         )
         self._auth_request = google.auth.transport.requests.Request(session_for(ca_file))
         self._lock = threading.Lock()
-        self._client = httpx.Client(
-            http2=True,
-            verify=tls_context(ca_file),
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        self._client = http2_client(ca_file, timeout)
 
     def access_token(self, fresh: bool = False) -> str:
         with self._lock:
@@ -121,25 +123,18 @@ class FCMProvider:
         return outcome
 
     def _post(self, body: dict[str, Any], token: str) -> Outcome:
-        try:
-            response = self._client.post(
+        response = attempt(
+            lambda: self._client.post(
                 self._url, json=body, headers={"authorization": f"Bearer {token}"}
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return Outcome("retry", "network", type(exc).__name__)  # nothing was sent
-        except httpx.HTTPError as exc:
-            return Outcome("payload_error", "unknown_outcome", type(exc).__name__)
-        return self._outcome(response)
+        )
+        return response if isinstance(response, Outcome) else self._outcome(response)
 
     def _outcome(self, response: httpx.Response) -> Outcome:
         status = response.status_code
         if status == 200:
             return Outcome("delivered", "200")
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
-        code, text = _error_code(answer)
+        code, text = _error_code(json_or_empty(response))
         code = code or str(status)
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         if code == "UNREGISTERED":

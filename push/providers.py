@@ -14,10 +14,12 @@ retried (at most once) and counts as failed with reason `unknown_outcome`.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import httpx
 import requests
 
 OUTCOMES = ("delivered", "retry", "token_dead", "config_error", "payload_error")
@@ -70,6 +72,35 @@ def session_for(ca_file: str | None) -> requests.Session:
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """Verification against the system store, or against `ca_file` alone (a test CA)."""
     return ssl.create_default_context(cafile=ca_file)
+
+
+def http2_client(ca_file: str | None, timeout: float) -> httpx.Client:
+    """One HTTP/2 connection, kept open: a provider client per sender thread owns one."""
+    return httpx.Client(
+        http2=True,
+        verify=tls_context(ca_file),
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )
+
+
+def attempt(request: Callable[[], httpx.Response]) -> httpx.Response | Outcome:
+    """Make the request; a failure becomes its outcome. Not connected: nothing was sent, so
+    a retry cannot deliver twice. Sent but unanswered: it may have arrived, never retried."""
+    try:
+        return request()
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        return Outcome("retry", "network", type(exc).__name__)
+    except httpx.HTTPError as exc:
+        return Outcome("payload_error", "unknown_outcome", type(exc).__name__)
+
+
+def json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def retry_after_seconds(value: str | None) -> float | None:

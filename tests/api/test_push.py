@@ -15,6 +15,7 @@ import pytest
 from pymongo.database import Database
 
 from push.notifications import DELIVERIES
+from tests.push_client import wait_done
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -34,16 +35,6 @@ def _push(client: Any, admin: dict[str, str], **body: Any) -> Any:
     return client.post("/v1/push", json=body, headers=admin)
 
 
-def _wait_done(client: Any, admin: dict[str, str], push_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
-        if body["status"] in ("done", "cancelled"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"push {push_id} still {body}")
-
-
 def test_a_push_to_users_ends_done_with_every_device_counted(
     client: Any, admin: dict[str, str], make_token: Any, db: Database
 ) -> None:
@@ -52,7 +43,7 @@ def test_a_push_to_users_ends_done_with_every_device_counted(
     devices.append(_device(client, make_token, users[1]))
     reply = _push(client, admin, audience={"users": users})
     assert reply.status_code == 202
-    status = _wait_done(client, admin, reply.get_json()["push_id"])
+    status = wait_done(client, admin, reply.get_json()["push_id"])
     assert status["counts"] == {"targeted": 3, "sent": 3, "failed": 0, "invalid": 0, "pending": 0}
     receipts = {
         d["device_id"]: d["status"] for d in db[DELIVERIES].find({"push_id": status["push_id"]})
@@ -69,7 +60,7 @@ def test_the_same_idempotency_key_returns_the_same_push(
     first = _push(client, admin, audience={"users": [user]}, idempotency_key=key).get_json()
     again = _push(client, admin, audience={"users": [user]}, idempotency_key=key).get_json()
     assert first == again
-    _wait_done(client, admin, first["push_id"])
+    wait_done(client, admin, first["push_id"])
     assert db[DELIVERIES].count_documents({"push_id": first["push_id"]}) == 1
 
 
@@ -79,7 +70,7 @@ def test_topic_and_scope_audiences(client: Any, admin: dict[str, str], make_toke
     _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}", [topic, "other"])
     _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}", ["other"])
     by_topic = _push(client, admin, audience={"topic": topic}).get_json()["push_id"]
-    assert _wait_done(client, admin, by_topic)["counts"]["targeted"] == 2
+    assert wait_done(client, admin, by_topic)["counts"]["targeted"] == 2
 
     scope = f"team:{uuid.uuid4().hex[:8]}"
     member = f"p-{uuid.uuid4().hex[:8]}"
@@ -88,7 +79,7 @@ def test_topic_and_scope_audiences(client: Any, admin: dict[str, str], make_toke
     by_scope = _push(client, admin, audience={"scope": scope}, data={"k": "v"}).get_json()[
         "push_id"
     ]
-    assert _wait_done(client, admin, by_scope)["counts"]["targeted"] == 1
+    assert wait_done(client, admin, by_scope)["counts"]["targeted"] == 1
 
 
 def test_a_scheduled_push_can_be_cancelled_and_sends_nothing(
@@ -124,7 +115,7 @@ def test_a_due_scheduled_push_is_released_by_beat_job(
         "maintenance.send_due_pushes", queue="maintenance", routing_key="maintenance"
     )
     assert job.get(timeout=30)["count"] >= 1
-    assert _wait_done(client, admin, push_id)["counts"]["targeted"] == 1
+    assert wait_done(client, admin, push_id)["counts"]["targeted"] == 1
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pymongo.database import Database
 
 from push.apns import APNsProvider
 from push.devices import DEVICES
+from tests.push_client import register, send_and_wait
 
 
 def _token() -> str:
@@ -226,34 +227,16 @@ def test_goaway_moves_sending_to_a_new_connection_without_losing_or_doubling(
 
 
 def _register(client: Any, make_token: Any, user: str, token: str) -> str:
-    reply = client.post(
-        "/v1/devices",
-        json={"platform": "ios", "token": token},
-        headers={"Authorization": f"Bearer {make_token(user)}"},
-    )
-    assert reply.status_code in (200, 201), reply.get_json()
-    return reply.get_json()["device_id"]
+    return register(client, make_token, user, token, "ios")
 
 
 def _push_and_wait(client: Any, admin: dict[str, str], user: str, **options: Any) -> Any:
-    reply = client.post(
-        "/v1/push",
-        json={
-            "audience": {"users": [user]},
-            "notification": {"title": "Hi", "body": "there"},
-            "options": {"ttl": 600, **options},
-        },
-        headers=admin,
-    )
-    assert reply.status_code == 202
-    push_id = reply.get_json()["push_id"]
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
-        if status["status"] == "done":
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"push {push_id} not done: {status}")
+    body = {
+        "audience": {"users": [user]},
+        "notification": {"title": "Hi", "body": "there"},
+        "options": {"ttl": 600, **options},
+    }
+    return send_and_wait(client, admin, body)
 
 
 @pytest.mark.usefixtures("worker")

@@ -14,6 +14,7 @@ from pymongo.database import Database
 
 from push.devices import DEVICES
 from push.fcm import FCMProvider
+from tests.push_client import register, send_and_wait
 
 
 def _token() -> str:
@@ -173,27 +174,11 @@ def test_an_fcm_quota_answer_is_waited_out_then_delivered_once_and_dead_tokens_p
 ) -> None:
     user = f"a-{uuid.uuid4().hex[:8]}"
     busy, dead = _token(), _token()
-    ids = {}
-    for token in (busy, dead):
-        reply = client.post(
-            "/v1/devices",
-            json={"platform": "android", "token": token},
-            headers={"Authorization": f"Bearer {make_token(user)}"},
-        )
-        ids[token] = reply.get_json()["device_id"]
+    ids = {token: register(client, make_token, user, token, "android") for token in (busy, dead)}
     fcm_fake.script[busy] = [("QUOTA_EXCEEDED", 1)]
     fcm_fake.unregistered.add(dead)
-    push_id = client.post(
-        "/v1/push",
-        json={"audience": {"users": [user]}, "data": {"n": 1}, "options": {"ttl": 600}},
-        headers=admin,
-    ).get_json()["push_id"]
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
-        if status["status"] == "done":
-            break
-        time.sleep(0.1)
+    body = {"audience": {"users": [user]}, "data": {"n": 1}, "options": {"ttl": 600}}
+    status = send_and_wait(client, admin, body)
     assert status["counts"] == {"targeted": 2, "sent": 1, "failed": 0, "invalid": 1, "pending": 0}
     assert fcm_fake.received[busy] == [
         {"token": busy, "data": {"n": "1"}, "android": {"priority": "HIGH", "ttl": "600s"}}

@@ -4,7 +4,6 @@ expire, and a provider's send rate is shared by all workers — as beat and work
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from push import notifications
 from push.devices import DEVICES
 from push.providers import providers_from_settings
 from push.ratelimit import ProviderRateLimit
+from tests.push_client import register, send_and_wait
 from workers.factory import create_celery
 
 
@@ -26,13 +26,7 @@ def _run(settings: Settings, task: str) -> dict[str, Any]:
 
 
 def _register(client: Any, make_token: Any, user: str) -> str:
-    reply = client.post(
-        "/v1/devices",
-        json={"platform": "ios", "token": secrets.token_hex(32)},
-        headers={"Authorization": f"Bearer {make_token(user)}"},
-    )
-    assert reply.status_code == 201
-    return reply.get_json()["device_id"]
+    return register(client, make_token, user, secrets.token_hex(32))
 
 
 @pytest.mark.usefixtures("worker")
@@ -55,15 +49,8 @@ def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
 ) -> None:
     user = f"h-{uuid.uuid4().hex[:8]}"
     _register(client, make_token, user)
-    ids = []
-    for _ in range(2):
-        body = {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
-        ids.append(client.post("/v1/push", json=body, headers=admin).get_json()["push_id"])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(
-        client.get(f"/v1/push/{p}", headers=admin).get_json()["status"] != "done" for p in ids
-    ):
-        time.sleep(0.1)
+    body = {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
+    ids = [send_and_wait(client, admin, body)["push_id"] for _ in range(2)]
     old, recent = ids
     db[notifications.PUSHES].update_one(
         {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}

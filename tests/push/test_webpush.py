@@ -3,7 +3,6 @@ and an aes128gcm-encrypted body; provider answers map to outcomes."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -11,38 +10,23 @@ import pytest
 from pymongo.database import Database
 
 from push.devices import DEVICES
+from tests.push_client import register, send_and_wait
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 def _web_device(client: Any, make_token: Any, user: str, subscription: str) -> str:
-    reply = client.post(
-        "/v1/devices",
-        json={"platform": "web", "token": subscription},
-        headers={"Authorization": f"Bearer {make_token(user)}"},
-    )
-    assert reply.status_code == 201, reply.get_json()
-    return reply.get_json()["device_id"]
+    return register(client, make_token, user, subscription, "web")
 
 
 def _send(client: Any, admin: dict[str, str], user: str, ttl: int = 600) -> dict[str, Any]:
-    push_id = client.post(
-        "/v1/push",
-        json={
-            "audience": {"users": [user]},
-            "notification": {"title": "Build green", "body": "main passed"},
-            "data": {"build": "42"},
-            "options": {"ttl": ttl, "collapse_key": "builds"},
-        },
-        headers=admin,
-    ).get_json()["push_id"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/push/{push_id}", headers=admin).get_json()
-        if status["status"] == "done":
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"push {push_id} not done: {status}")
+    body = {
+        "audience": {"users": [user]},
+        "notification": {"title": "Build green", "body": "main passed"},
+        "data": {"build": "42"},
+        "options": {"ttl": ttl, "collapse_key": "builds"},
+    }
+    return send_and_wait(client, admin, body)
 
 
 def test_a_web_push_is_delivered_encrypted_and_signed(
