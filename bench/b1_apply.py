@@ -109,6 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mutations", type=int, default=4000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="skip the raw baseline (for long runs that only watch worker RSS)",
+    )
     args = parser.parse_args()
     rows = []
     for count in args.workers:
@@ -122,7 +127,7 @@ def main() -> None:
             before = sum(rss_mb(w.pid) for w in workers)
             engine = engine_run(base, env, args.mutations)
             after = sum(rss_mb(w.pid) for w in workers)
-            raw = raw_run(env, args.mutations)
+            raw = None if args.memory_only else raw_run(env, args.mutations)
         finally:
             procs.stop()
         rows.append((count, engine, raw, before, after))
@@ -133,10 +138,8 @@ def main() -> None:
     print("| workers | engine mutations/s | raw upserts/s | ratio | worker RSS before → after MB |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for count, engine, raw, before, after in rows:
-        ratio = engine / raw
-        print(
-            f"| {count} | {engine:,.0f} | {raw:,.0f} | {ratio:.2f} | {before:.0f} → {after:.0f} |"
-        )
+        raw_cell, ratio = (f"{raw:,.0f}", f"{engine / raw:.2f}") if raw else ("-", "-")
+        print(f"| {count} | {engine:,.0f} | {raw_cell} | {ratio} | {before:.0f} → {after:.0f} |")
 
 
 if __name__ == "__main__":
