@@ -13,8 +13,10 @@ from api.errors import APIError
 from api.keys import require_api_key
 from api.queueing import publish_or_503
 from push import notifications
+from sync.limits import LimitExceeded, check_value
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
+MAX_DATA_BYTES = 4096
 TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,128}$")
 ID = validate.Regexp(r"^[^\s\x00-\x1f$]{1,200}$")  # user ids are JWT subs: `auth0|…` too
 
@@ -67,6 +69,12 @@ class PushNotificationRequestSchema(Schema):
     def _something_to_send(self, data: dict[str, Any], **_: Any) -> None:
         if not data.get("notification") and not data.get("data"):
             raise ValidationError("send a notification, data, or both", "notification")
+        if data.get("data"):
+            # APNs and FCM take at most 4 KB a message: refuse now, not per device later.
+            try:
+                check_value(data["data"], max_bytes=MAX_DATA_BYTES)
+            except LimitExceeded as exc:
+                raise ValidationError(str(exc), "data") from None
 
 
 class PushAcceptedSchema(Schema):

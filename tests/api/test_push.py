@@ -127,6 +127,37 @@ def test_a_due_scheduled_push_is_released_by_beat_job(
         {"audience": {"users": [{"$gt": ""}]}},
         {"audience": {"users": ["a"]}, "notification": None, "data": None},
         {"audience": {"users": ["a"]}, "data": {"$where": "1"}},
+        {"audience": {"users": ["a"]}, "data": {"blob": "x" * 5000}},
+        {
+            "audience": {"users": ["a"]},
+            "data": {
+                "deep": {
+                    "a": {
+                        "b": {
+                            "c": {
+                                "d": {
+                                    "e": {
+                                        "f": {
+                                            "g": {
+                                                "h": {
+                                                    "i": {
+                                                        "j": {
+                                                            "k": {
+                                                                "l": {"m": {"n": {"o": {"p": 1}}}}
+                                                            }
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        },
         {"audience": {"users": ["a"]}, "options": {"priority": "urgent"}},
     ],
 )
