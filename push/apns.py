@@ -80,6 +80,35 @@ def build_request(message: dict[str, Any], topic: str) -> tuple[dict[str, Any], 
     return body, headers
 
 
+class ProviderTokens:
+    """The team's provider token, made anew every TOKEN_LIFETIME. One per worker process,
+    shared by its sender threads: Apple refuses a key whose token changes too often
+    (`TooManyProviderTokenUpdates`), so threads must not each sign their own."""
+
+    def __init__(
+        self, key_pem: str, key_id: str, team_id: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._key = key_pem
+        self._key_id = key_id
+        self._team_id = team_id
+        self._clock = clock
+        self._token: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def current(self, fresh: bool = False) -> str:
+        with self._lock:
+            now = self._clock()
+            if fresh or self._token is None or now - self._token[1] >= TOKEN_LIFETIME:
+                token = jwt.encode(
+                    {"iss": self._team_id, "iat": int(now)},
+                    self._key,
+                    algorithm="ES256",
+                    headers={"kid": self._key_id},
+                )
+                self._token = (token, now)
+            return self._token[0]
+
+
 class APNsProvider:
     def __init__(
         self,
@@ -92,30 +121,15 @@ class APNsProvider:
         ca_file: str | None = None,
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
+        tokens: ProviderTokens | None = None,
     ) -> None:
-        self._key = key_pem
-        self._key_id = key_id
-        self._team_id = team_id
+        self._tokens = tokens or ProviderTokens(key_pem, key_id, team_id, clock)
         self._topic = topic
         self._base = base_url.rstrip("/")
-        self._clock = clock
-        self._token: tuple[str, float] | None = None
-        self._lock = threading.Lock()
         self._client = http2_client(ca_file, timeout)
 
     def provider_token(self, fresh: bool = False) -> str:
-        """The current provider token, made anew when older than TOKEN_LIFETIME."""
-        with self._lock:
-            now = self._clock()
-            if fresh or self._token is None or now - self._token[1] >= TOKEN_LIFETIME:
-                token = jwt.encode(
-                    {"iss": self._team_id, "iat": int(now)},
-                    self._key,
-                    algorithm="ES256",
-                    headers={"kid": self._key_id},
-                )
-                self._token = (token, now)
-            return self._token[0]
+        return self._tokens.current(fresh)
 
     def send(self, device: dict[str, Any], message: dict[str, Any]) -> Outcome:
         token = device["token"]

@@ -13,6 +13,7 @@ retried (at most once) and counts as failed with reason `unknown_outcome`.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,14 @@ def retry_after_seconds(value: str | None) -> float | None:
     return float(value) if value and value.strip().isdigit() else None
 
 
+@functools.cache
+def _apns_tokens(key_pem: str, key_id: str, team_id: str) -> Any:
+    """One provider-token signer per process and key, whatever the number of sender threads."""
+    from push.apns import ProviderTokens
+
+    return ProviderTokens(key_pem, key_id, team_id)
+
+
 def providers_from_settings(settings: Any) -> dict[str, Provider]:
     """The provider of each platform; one without credentials is `UnconfiguredProvider`."""
     providers: dict[str, Provider] = {
@@ -123,6 +132,7 @@ def providers_from_settings(settings: Any) -> dict[str, Provider]:
             topic=settings.apns_topic,
             base_url=settings.apns_base_url,
             ca_file=settings.apns_ca_file,
+            tokens=_apns_tokens(settings.apns_key, settings.apns_key_id, settings.apns_team_id),
         )
     if settings.fcm_service_account:
         from push.fcm import FCMProvider

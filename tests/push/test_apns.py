@@ -307,3 +307,23 @@ def test_push_outcomes_are_counted_by_reason_in_metrics(
         in text
     )
     assert 'offgrid_push_outcomes_total{outcome="delivered",platform="ios",reason="200"}' in text
+
+
+def test_sender_threads_share_one_provider_token(settings: Any) -> None:
+    """Each sender thread builds its own clients (its own connection), but Apple refuses a key
+    whose token changes too often: the threads of a process sign one token between them."""
+    import threading
+
+    from push.providers import providers_from_settings
+
+    tokens: list[str] = []
+
+    def sender() -> None:
+        tokens.append(providers_from_settings(settings)["ios"].provider_token())
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(tokens) == 4 and len(set(tokens)) == 1
