@@ -79,6 +79,12 @@ def claim_client(db: Database, client_id: str, user: str) -> None:
         raise ClientOwnedByAnotherUser(client_id)
 
 
+def _next_is_pending(db: Database, client_id: str, next_id: int) -> bool:
+    """Whether mutation `next_id` of the client is in a stored batch not yet final."""
+    query = {"client_id": client_id, "status": {"$in": [QUEUED, APPLYING]}, "mutations.id": next_id}
+    return db[BATCHES].find_one(query, {"_id": 1}) is not None
+
+
 def submit_batch(
     db: Database,
     *,
@@ -298,6 +304,10 @@ def apply_batch(
                 created = created if created.tzinfo else created.replace(tzinfo=UTC)
                 if (now - created).total_seconds() < config.gap_timeout_seconds:
                     raise GapPending(f"client {client_id} is at {last}, batch starts at {fresh[0]}")
+                if _next_is_pending(db, client_id, last + 1):
+                    # Not a gap: the missing ids are stored in an earlier batch that a backlog
+                    # (or its retries) has not applied yet. Wait for it, however long.
+                    raise GapPending(f"client {client_id} is at {last}; {last + 1} is queued")
                 results = [
                     {"id": m["id"], "status": "duplicate"}
                     if m["id"] <= last

@@ -260,5 +260,17 @@ def new_client(client: FlaskClient, make_token: Any) -> Any:
 
 
 @pytest.fixture
+def run_maintenance(settings: Settings) -> Any:
+    """Run a housekeeping job now, as beat would, on a real worker; return its result."""
+    celery = create_celery(settings)
+
+    def run(task: str) -> dict[str, Any]:
+        sent = celery.send_task(task, queue="maintenance", routing_key="maintenance")
+        return sent.get(timeout=60)
+
+    return run
+
+
+@pytest.fixture
 def admin(settings: Settings) -> dict[str, str]:
     return {"X-API-Key": settings.admin_api_key}

@@ -6,6 +6,7 @@ import gzip
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,6 +99,27 @@ def test_a_batch_that_skips_ids_fails_with_gap_after_the_gap_timeout(
     assert body["results"][0]["reason"] == "gap"
     assert db[RECORDS].count_documents({"scope": sync_client.scope}) == 0
     assert sync_client.pull().get_json()["last_mutation_id"] == 0
+
+
+def test_a_batch_waits_past_the_gap_timeout_while_its_predecessor_is_stored(
+    sync_client: Any, db: Database, settings: Any, run_maintenance: Any
+) -> None:
+    """A backlog is not a gap: batch 2 waits however long batch 1 (stored, not applied yet)
+    takes, then both apply in id order. Failing batch 2 would lose writes nothing had lost."""
+    c = sync_client
+    # Batch 1 was accepted but its message was lost an hour ago (as if far back in a queue).
+    first = c.store_unpublished(
+        db, [c.put("a", {"v": 1})], created_at=datetime.now(UTC) - timedelta(hours=1)
+    )
+    second = c.push([c.put("b", {"v": 2})]).get_json()["batch_id"]
+    time.sleep(settings.gap_timeout_seconds + 2)
+    assert c.status(second).get_json()["status"] == "queued"  # still waiting, not failed
+    run_maintenance("maintenance.requeue_stuck_batches")  # batch 1 republished
+    assert c.wait_final(first)["status"] == "applied"
+    final = c.wait_final(second)
+    assert final["status"] == "applied"
+    assert final["results"] == [{"id": 2, "status": "applied", "version": 1}]
+    assert c.pull().get_json()["last_mutation_id"] == 2
 
 
 def test_batch_status_is_private_to_its_submitter(
