@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
 
+from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
 from sync import membership

@@ -22,7 +22,10 @@ import json
 import zlib
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.core import missing
+from webargs.flaskparser import FlaskParser
 
 from api.errors import APIError
 
@@ -73,13 +76,14 @@ def _check_body() -> None:
     if encoding == "gzip":
         limit = current_app.extensions["offgrid.settings"].max_body_bytes
         # get_data honours MAX_CONTENT_LENGTH for the compressed bytes; the cache then holds
-        # the decompressed body that get_json() and the schemas read.
+        # the decompressed body, which is parsed below.
         request._cached_data = _gunzip_bounded(request.get_data(cache=False), limit)
     _parse_storable(request.get_data(cache=True))
 
 
 def _parse_storable(raw: bytes) -> None:
-    """Parse the body once and check every value is storable; cache it for get_json()."""
+    """Parse the body once and check every value is storable; the views' schemas read this
+    parse (`BodyParser`), not the bytes again."""
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -89,7 +93,7 @@ def _parse_storable(raw: bytes) -> None:
     problem = _unstorable(body)
     if problem:
         raise APIError(400, *problem)
-    request._cached_json = (body, body)
+    g.json_body = body
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -135,6 +139,19 @@ def _unstorable(value: Any, path: str = "body", in_array: bool = False) -> tuple
         if problem:
             return problem
     return None
+
+
+class BodyParser(FlaskParser):
+    """webargs, reading the body `_check_body` parsed and checked instead of parsing it again."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        return g.json_body if "json_body" in g else missing
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint whose arguments come from the one parse of the body."""
+
+    ARGUMENTS_PARSER = BodyParser()
 
 
 def register_body_checks(app: Flask) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import current_app, g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import require_user
+from api.bodies import Blueprint
 from api.errors import APIError
 from push import devices
 

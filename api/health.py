@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import current_app, jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from api.bodies import Blueprint
 from api.schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

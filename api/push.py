@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import current_app, g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
 from api.queueing import publish_or_503

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import current_app, g, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import require_user
+from api.bodies import Blueprint
 from api.errors import APIError
 from api.metrics import BATCHES_ACCEPTED, MUTATIONS_ACCEPTED
 from api.queueing import publish_or_503

@@ -100,10 +100,8 @@ def test_a_scheduled_push_can_be_cancelled_and_sends_nothing(
 
 
 def test_a_due_scheduled_push_is_released_by_beat_job(
-    client: Any, admin: dict[str, str], make_token: Any, settings: Any
+    client: Any, admin: dict[str, str], make_token: Any, run_maintenance: Any
 ) -> None:
-    from workers.factory import create_celery
-
     user = f"p-{uuid.uuid4().hex[:8]}"
     _device(client, make_token, user)
     soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
@@ -111,10 +109,7 @@ def test_a_due_scheduled_push_is_released_by_beat_job(
         client, admin, audience={"users": [user]}, options={"send_at": soon}
     ).get_json()["push_id"]
     time.sleep(1.2)
-    job = create_celery(settings).send_task(
-        "maintenance.send_due_pushes", queue="maintenance", routing_key="maintenance"
-    )
-    assert job.get(timeout=30)["count"] >= 1
+    assert run_maintenance("maintenance.send_due_pushes")["count"] >= 1
     assert wait_done(client, admin, push_id)["counts"]["targeted"] == 1
 
 

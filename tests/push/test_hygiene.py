@@ -17,12 +17,6 @@ from push.devices import DEVICES
 from push.providers import providers_from_settings
 from push.ratelimit import ProviderRateLimit
 from tests.push_client import register, send_and_wait
-from workers.factory import create_celery
-
-
-def _run(settings: Settings, task: str) -> dict[str, Any]:
-    result = create_celery(settings).send_task(task, queue="maintenance", routing_key="maintenance")
-    return result.get(timeout=60)
 
 
 def _register(client: Any, make_token: Any, user: str) -> str:
@@ -31,21 +25,26 @@ def _register(client: Any, make_token: Any, user: str) -> str:
 
 @pytest.mark.usefixtures("worker")
 def test_devices_unseen_for_270_days_are_pruned_and_others_kept(
-    client: Any, make_token: Any, settings: Settings, db: Database
+    client: Any, make_token: Any, settings: Settings, db: Database, run_maintenance: Any
 ) -> None:
     user = f"h-{uuid.uuid4().hex[:8]}"
     old, recent = _register(client, make_token, user), _register(client, make_token, user)
     now = datetime.now(UTC)
     db[DEVICES].update_one({"_id": old}, {"$set": {"last_seen": now - timedelta(days=271)}})
     db[DEVICES].update_one({"_id": recent}, {"$set": {"last_seen": now - timedelta(days=269)}})
-    assert _run(settings, "maintenance.prune_unseen_devices")["count"] >= 1
+    assert run_maintenance("maintenance.prune_unseen_devices")["count"] >= 1
     assert db[DEVICES].count_documents({"_id": old}) == 0
     assert db[DEVICES].count_documents({"_id": recent}) == 1
 
 
 @pytest.mark.usefixtures("worker")
 def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
-    client: Any, admin: dict[str, str], make_token: Any, settings: Settings, db: Database
+    client: Any,
+    admin: dict[str, str],
+    make_token: Any,
+    settings: Settings,
+    db: Database,
+    run_maintenance: Any,
 ) -> None:
     user = f"h-{uuid.uuid4().hex[:8]}"
     _register(client, make_token, user)
@@ -55,7 +54,7 @@ def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
     db[notifications.PUSHES].update_one(
         {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}
     )
-    assert _run(settings, "maintenance.expire_pushes")["count"] >= 1
+    assert run_maintenance("maintenance.expire_pushes")["count"] >= 1
     assert client.get(f"/v1/push/{old}", headers=admin).status_code == 404
     assert db[notifications.DELIVERIES].count_documents({"push_id": old}) == 0
     assert db[notifications.CHUNKS].count_documents({"push_id": old}) == 0

@@ -17,19 +17,14 @@ from workers.factory import create_celery
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _run(settings: Settings, task: str) -> dict[str, Any]:
-    result = create_celery(settings).send_task(task, queue="maintenance", routing_key="maintenance")
-    return result.get(timeout=60)
-
-
 def test_a_batch_whose_message_was_lost_is_requeued_and_applied(
-    settings: Settings, db: Database, sync_client: Any
+    settings: Settings, db: Database, sync_client: Any, run_maintenance: Any
 ) -> None:
     # Stored and acknowledged to the client, but its message never reached a worker.
     batch_id = sync_client.store_unpublished(
         db, [sync_client.put("lost", {"v": 1})], created_at=datetime.now(UTC) - timedelta(hours=1)
     )
-    outcome = _run(settings, "maintenance.requeue_stuck_batches")
+    outcome = run_maintenance("maintenance.requeue_stuck_batches")
     assert outcome["count"] >= 1
     final = sync_client.wait_final(batch_id)
     assert final["results"] == [{"id": 1, "status": "applied", "version": 1}]
@@ -37,20 +32,20 @@ def test_a_batch_whose_message_was_lost_is_requeued_and_applied(
 
 
 def test_old_final_batches_expire_and_recent_ones_stay(
-    settings: Settings, db: Database, sync_client: Any
+    settings: Settings, db: Database, sync_client: Any, run_maintenance: Any
 ) -> None:
     recent = sync_client.push([sync_client.put("k", {"v": 1})], wait=20).get_json()["batch_id"]
     old = sync_client.push([sync_client.put("k", {"v": 2})], wait=20).get_json()["batch_id"]
     db[batches.BATCHES].update_one(
         {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=30)}}
     )
-    assert _run(settings, "maintenance.expire_batches")["count"] >= 1
+    assert run_maintenance("maintenance.expire_batches")["count"] >= 1
     assert sync_client.status(old).status_code == 404
     assert sync_client.status(recent).status_code == 200
 
 
 def test_tombstones_past_the_horizon_are_purged(
-    settings: Settings, db: Database, sync_client: Any
+    settings: Settings, db: Database, sync_client: Any, run_maintenance: Any
 ) -> None:
     c = sync_client
     c.push([c.put("gone", {"v": 1}), c.put("fresh-gone", {"v": 1}), c.put("alive", {"v": 1})], 20)
@@ -59,16 +54,18 @@ def test_tombstones_past_the_horizon_are_purged(
         {"_id": f"{c.scope}|notes|gone"},
         {"$set": {"changed_at": datetime.now(UTC) - timedelta(days=31)}},
     )
-    assert _run(settings, "maintenance.purge_tombstones")["count"] >= 1
+    assert run_maintenance("maintenance.purge_tombstones")["count"] >= 1
     keys = {d["key"] for d in db[RECORDS].find({"scope": c.scope})}
     assert keys == {"fresh-gone", "alive"}
 
 
-def test_a_job_never_runs_twice_at_once(settings: Settings, redis_client: Redis) -> None:
+def test_a_job_never_runs_twice_at_once(
+    settings: Settings, redis_client: Redis, run_maintenance: Any
+) -> None:
     lock = redis_client.lock("offgrid:job:expire_batches", timeout=30)
     assert lock.acquire(blocking=False)
     try:
-        assert _run(settings, "maintenance.expire_batches") == {
+        assert run_maintenance("maintenance.expire_batches") == {
             "job": "expire_batches",
             "skipped": True,
         }
