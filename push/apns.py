@@ -1,10 +1,11 @@
 """APNs provider: HTTP/2 to `/3/device/<token>` with an ES256 provider token.
 
-- One HTTP/2 connection per worker process, kept open (Apple asks for long-lived connections;
-  opening one per send is what gets a sender throttled).
+- One HTTP/2 connection per client, kept open (Apple asks for long-lived connections;
+  opening one per send is what gets a sender throttled); a worker's sender threads each
+  have their own client.
 - The provider token (a JWT signed with the team's .p8 key) is reused for `TOKEN_LIFETIME`
   (40 minutes): Apple rejects a token older than 60 minutes and one refreshed more often than
-  every 20 minutes.
+  every 20 minutes. One `ProviderTokens` per process is shared by all its clients.
 - Headers follow the payload: an alert is `apns-push-type: alert` at priority 10 (5 when the
   push asked for normal priority); a silent push is `background` with `content-available`
   and priority 5, as Apple requires. `apns-collapse-id` is the collapse key or else the push
