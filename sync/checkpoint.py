@@ -1,8 +1,11 @@
-"""Opaque pull checkpoints: a position in a scope's server order, and when it was issued.
+"""Opaque pull checkpoints: a position in a scope's server order, when it was issued, and the
+client's mutation id the chain has acknowledged so far.
 
 Clients must treat them as opaque strings; the format is versioned so it can change. The issue
 time lets the server refuse (410) a checkpoint older than the tombstone horizon: tombstones the
-client would need may have been purged since.
+client would need may have been purged since. `acknowledged` is the `last_mutation_id` the
+server reported on the page that issued it, so a chain of pulls never reports less (G4b);
+v1 checkpoints, issued before it existed, read as 0.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import binascii
 import re
 from dataclasses import dataclass
 
-_FORMAT = re.compile(r"^v1:(?P<seq>[0-9]{1,18}):(?P<issued>[0-9]{13})$")
+_FORMAT = re.compile(
+    r"^(?:v1:(?P<seq1>[0-9]{1,18}):(?P<issued1>[0-9]{13})"
+    r"|v2:(?P<seq>[0-9]{1,18}):(?P<issued>[0-9]{13}):(?P<ack>[0-9]{1,18}))$"
+)
 
 
 class InvalidCheckpoint(ValueError):
@@ -23,9 +29,10 @@ class InvalidCheckpoint(ValueError):
 class Checkpoint:
     seq: int
     issued_ms: int
+    acknowledged: int = 0
 
     def encode(self) -> str:
-        raw = f"v1:{self.seq}:{self.issued_ms:013d}".encode()
+        raw = f"v2:{self.seq}:{self.issued_ms:013d}:{self.acknowledged}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -38,4 +45,6 @@ class Checkpoint:
         match = _FORMAT.match(raw)
         if match is None:
             raise InvalidCheckpoint("checkpoint is not one this server issued")
-        return cls(int(match.group("seq")), int(match.group("issued")))
+        if match.group("seq1") is not None:
+            return cls(int(match.group("seq1")), int(match.group("issued1")))
+        return cls(int(match.group("seq")), int(match.group("issued")), int(match.group("ack")))

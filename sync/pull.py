@@ -1,4 +1,5 @@
-"""Pull: the latest state of every record changed after a checkpoint, in server order."""
+"""Pull: the latest state of every record changed after a checkpoint, in server order, and the
+highest of the client's mutation ids whose effects the client then holds (G4b)."""
 
 from __future__ import annotations
 
@@ -9,53 +10,63 @@ from pymongo.database import Database
 
 from sync.batches import CLIENTS
 from sync.checkpoint import Checkpoint
-from sync.scopelog import read_page
+from sync.scopelog import Page, read_page, writers_in_flight
 
 
 class ResyncRequired(Exception):
     """The checkpoint is older than the tombstone horizon: the client must sync from scratch."""
 
 
-def pull_scope(
-    db: Database,
-    scope: str,
-    checkpoint: str | None,
-    collections: list[str] | None,
-    limit: int,
-    now_ms: int,
-    horizon_seconds: int,
-) -> dict[str, Any]:
-    """One page of one scope. A `None` checkpoint is an initial sync: live records only."""
-    start = Checkpoint.decode(checkpoint) if checkpoint is not None else None
-    if start is not None and now_ms - start.issued_ms > horizon_seconds * 1000:
-        raise ResyncRequired(scope)
-    docs, position, has_more = read_page(
-        db,
-        scope,
-        after_seq=start.seq if start else 0,
-        limit=limit,
-        collections=collections,
-        live_only=start is None,
-    )
-    return {
-        "changes": [
-            {
-                "collection": d["collection"],
-                "key": d["key"],
-                "value": None if d["deleted"] else d["value"],
-                "deleted": d["deleted"],
-                "version": d["version"],
-            }
-            for d in docs
-        ],
-        "checkpoint": Checkpoint(position, now_ms).encode(),
-        "has_more": has_more,
-    }
-
-
 def last_mutation_id(db: Database, client_id: str) -> int:
     ledger = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1})
     return int(ledger["last_mutation_id"]) if ledger else 0
+
+
+def _start(checkpoint: str | None, now_ms: int, horizon_seconds: int, scope: str) -> Checkpoint:
+    if checkpoint is None:
+        return Checkpoint(0, now_ms)
+    start = Checkpoint.decode(checkpoint)
+    if now_ms - start.issued_ms > horizon_seconds * 1000:
+        raise ResyncRequired(scope)
+    return start
+
+
+def _acknowledged(
+    db: Database, client_id: str, ledger: int, floor: int, pages: Mapping[str, Page]
+) -> int:
+    """The `last_mutation_id` this pull may report (G4b): never above what the pages carry.
+
+    `ledger` was read before any page. Its effects were committed before it moved, so a page
+    read to its scope's watermark holds them, and a pull whose every scope reached
+    `has_more: false` may report the ledger, except for mutations whose record a commit in
+    progress has re-stamped above the watermark (not visible yet). A page with more to come may
+    stop short of the client's effects, so until the chain is complete the pull reports
+    `floor`, what the chain already reported, and so never less than before.
+    """
+    if ledger <= floor or any(page.has_more for page in pages.values()):
+        return floor
+    safe = ledger
+    prefix = f"{client_id}:"
+    for scope, page in pages.items():
+        for ref in writers_in_flight(db, scope, page.watermark):
+            if ref.startswith(prefix):
+                mutation_id = int(ref[len(prefix) :])
+                if mutation_id > floor:
+                    safe = min(safe, mutation_id - 1)
+    return max(safe, floor)
+
+
+def _changes(page: Page) -> list[dict[str, Any]]:
+    return [
+        {
+            "collection": d["collection"],
+            "key": d["key"],
+            "value": None if d["deleted"] else d["value"],
+            "deleted": d["deleted"],
+            "version": d["version"],
+        }
+        for d in page.records
+    ]
 
 
 def pull(
@@ -68,12 +79,31 @@ def pull(
     now_ms: int,
     horizon_seconds: int,
 ) -> dict[str, Any]:
-    # Read the ledger first: the effects it acknowledges were committed before it moved (G4b).
-    acknowledged = last_mutation_id(db, client_id)
+    """One page of each scope. A `None` checkpoint is an initial sync: live records only."""
+    starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
+    # Read the ledger first: the effects it acknowledges were committed before it moved.
+    ledger = last_mutation_id(db, client_id)
+    pages = {
+        scope: read_page(
+            db,
+            scope,
+            after_seq=start.seq,
+            limit=limit,
+            collections=collections,
+            live_only=scopes[scope] is None,
+        )
+        for scope, start in starts.items()
+    }
+    floor = min(ledger, max(start.acknowledged for start in starts.values()))
+    acknowledged = _acknowledged(db, client_id, ledger, floor, pages)
     return {
         "scopes": {
-            scope: pull_scope(db, scope, cp, collections, limit, now_ms, horizon_seconds)
-            for scope, cp in scopes.items()
+            scope: {
+                "changes": _changes(page),
+                "checkpoint": Checkpoint(page.position, now_ms, acknowledged).encode(),
+                "has_more": page.has_more,
+            }
+            for scope, page in pages.items()
         },
         "last_mutation_id": acknowledged,
     }

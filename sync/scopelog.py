@@ -19,6 +19,7 @@ neither of which FerretDB 1.24 provides (docs/ferretdb-backends.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,6 +163,17 @@ def committed_seq(db: Database, scope: str) -> int:
     return int(head["committed_seq"]) if head else 0
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a scope: `records` in server order, `position` where the next page starts,
+    and `watermark`, the committed seq the page was read against."""
+
+    records: list[dict[str, Any]]
+    position: int
+    has_more: bool
+    watermark: int
+
+
 def read_page(
     db: Database,
     scope: str,
@@ -169,15 +181,14 @@ def read_page(
     limit: int,
     collections: list[str] | None,
     live_only: bool,
-) -> tuple[list[dict[str, Any]], int, bool]:
+) -> Page:
     """Records of `scope` changed after `after_seq`, in server order, up to the watermark.
 
-    Returns (records, position, has_more); `position` is where the next page starts. Served by
-    the (scope, seq) index on MongoDB: cost grows with the page, not the scope.
+    Served by the (scope, seq) index on MongoDB: cost grows with the page, not the scope.
     """
     watermark = committed_seq(db, scope)
     if after_seq >= watermark:
-        return [], after_seq, False
+        return Page([], after_seq, False, watermark)
     query: dict[str, Any] = {"scope": scope, "seq": {"$gt": after_seq, "$lte": watermark}}
     if collections:
         query["collection"] = {"$in": collections}
@@ -190,5 +201,12 @@ def read_page(
         .limit(limit + 1)
     )
     if len(docs) > limit:
-        return docs[:limit], docs[limit - 1]["seq"], True
-    return docs, watermark, False
+        return Page(docs[:limit], docs[limit - 1]["seq"], True, watermark)
+    return Page(docs, watermark, False, watermark)
+
+
+def writers_in_flight(db: Database, scope: str, watermark: int) -> list[str]:
+    """Writer refs (`client:id`) of the records a commit in progress (or a crashed writer) has
+    written above `watermark`: their changes are not visible to a reader of that watermark."""
+    docs = db[RECORDS].find({"scope": scope, "seq": {"$gt": watermark}}, {"writers": 1})
+    return [ref for doc in docs for ref in doc.get("writers", [])]

@@ -158,6 +158,90 @@ def test_g4b_last_mutation_id_never_runs_ahead_of_visible_effects(
     assert c.wait_final(batch)["status"] == "applied"
 
 
+def _follow_pages(
+    c: SyncTestClient, scopes: list[str], limit: int, keys_of: dict[int, tuple[str, str]]
+) -> list[int]:
+    """Pull `scopes` from scratch in pages of `limit`, checking G4b on every page: each of the
+    client's ids up to `last_mutation_id` has its record among the pages received so far."""
+    held: set[tuple[str, str]] = set()
+    checkpoints: dict[str, str | None] = dict.fromkeys(scopes)
+    reported: list[int] = []
+    while True:
+        body = c.pull(checkpoints, limit=limit).get_json()
+        for scope, page in body["scopes"].items():
+            held.update((scope, change["key"]) for change in page["changes"])
+            checkpoints[scope] = page["checkpoint"]
+        acknowledged = body["last_mutation_id"]
+        missing = [n for n in range(1, acknowledged + 1) if keys_of[n] not in held]
+        assert missing == [], f"last_mutation_id {acknowledged} but ids {missing} not pulled yet"
+        reported.append(acknowledged)
+        if not any(page["has_more"] for page in body["scopes"].values()):
+            return reported
+
+
+def test_g4b_holds_on_every_page_of_a_paged_pull(sync_client: SyncTestClient) -> None:
+    c = sync_client
+    batches = [
+        c.push([c.put(f"k{i}", {"i": i}) for i in range(b * 10, b * 10 + 10)]) for b in range(3)
+    ]
+    for reply in batches:
+        assert c.wait_final(reply.get_json()["batch_id"])["status"] == "applied"
+    keys_of = {i + 1: (c.scope, f"k{i}") for i in range(30)}
+    reported = _follow_pages(c, [c.scope], 4, keys_of)
+    assert reported == sorted(reported), "last_mutation_id went down along the chain"
+    assert reported[-1] == 30
+
+
+def test_g4b_holds_on_every_page_of_a_pull_of_several_scopes(
+    new_client: Any, admin: dict[str, str]
+) -> None:
+    c = new_client()
+    team = f"team:{c.user}"
+    c.http.put(f"/v1/admin/scopes/{team}/members/{c.user}", json={"role": "writer"}, headers=admin)
+    mutations, keys_of = [], {}
+    for i in range(24):
+        m = c.put(f"k{i}", {"i": i})
+        m["scope"] = team if i % 3 else c.scope
+        mutations.append(m)
+        keys_of[m["id"]] = (m["scope"], m["key"])
+    for start in range(0, 24, 6):
+        assert c.push(mutations[start : start + 6], wait=20).get_json()["status"] == "applied"
+    reported = _follow_pages(c, [c.scope, team], 3, keys_of)
+    assert reported == sorted(reported) and reported[-1] == 24
+
+
+def test_g4b_a_record_being_recommitted_is_not_acknowledged_yet(
+    new_client: Any, admin: dict[str, str], db: Any
+) -> None:
+    """Another writer has re-stamped the client's record above the watermark and not yet raised
+    it (a commit in progress, or a writer that died there): the record is invisible, so its
+    mutation is not acknowledged, and is once the commit completes."""
+    from sync.scopelog import RECORDS, SCOPES
+
+    alice, bob = new_client(), new_client()
+    team = f"team:{alice.user}"
+    for member in (alice, bob):
+        alice.http.put(
+            f"/v1/admin/scopes/{team}/members/{member.user}", json={"role": "writer"}, headers=admin
+        )
+    first, shared = alice.put("mine", {"v": 1}), alice.put("ours", {"v": 1})
+    first["scope"] = shared["scope"] = team
+    assert alice.push([first, shared], wait=20).get_json()["status"] == "applied"
+    head = db[SCOPES].find_one({"_id": team})["committed_seq"]
+    # What bob's writer leaves between its record write and its head write.
+    db[RECORDS].update_one(
+        {"_id": f"{team}|notes|ours"},
+        {"$set": {"seq": head + 1}, "$push": {"writers": f"{bob.client_id}:1"}},
+    )
+    body = alice.pull({team: None}).get_json()
+    assert [x["key"] for x in body["scopes"][team]["changes"]] == ["mine"]
+    assert body["last_mutation_id"] == 1
+    db[SCOPES].update_one({"_id": team}, {"$set": {"committed_seq": head + 1}})  # the commit ends
+    body = alice.pull({team: body["scopes"][team]["checkpoint"]}).get_json()
+    assert [x["key"] for x in body["scopes"][team]["changes"]] == ["ours"]
+    assert body["last_mutation_id"] == 2
+
+
 def test_checkpoint_past_the_tombstone_horizon_is_410(
     settings: Settings, sync_client: SyncTestClient
 ) -> None:
