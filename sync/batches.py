@@ -33,7 +33,7 @@ from redis import Redis
 
 from sync import membership
 from sync.collections import CollectionRegistry
-from sync.conflicts import Rejection, load_resolver, resolve
+from sync.conflicts import RecordState, Rejection, asked, load_resolver, resolve
 from sync.hlc import too_far_ahead
 from sync.leases import ensure_held, held, refresh
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
@@ -201,14 +201,29 @@ def apply_mutation(
         if outcome.reason == "conflict":
             extra["current"] = copy.deepcopy(state.snapshot())
         return _rejected(mutation, outcome.reason, **extra)
-    if outcome is None:  # superseded by newer writes (lww): accepted, nothing changes
-        return {"id": mutation["id"], "status": "applied", "version": state.version}
+    if outcome is None:
+        # Changed nothing (superseded by newer clocks, or already so): the record is re-stamped
+        # all the same, so a client that skipped the server's version of it in an earlier page
+        # (it had this write pending) gets it again on its next pull (G4).
+        _relog(writer, mutation)
+        return _applied(mutation, state, asked(state, mutation))
     writer.stage(
         doc_from_state(
             mutation["scope"], mutation["collection"], mutation["key"], outcome, [*writers, ref]
         )
     )
-    return {"id": mutation["id"], "status": "applied", "version": outcome.version}
+    return _applied(mutation, outcome, asked(state, mutation))
+
+
+def _applied(
+    mutation: dict[str, Any], result: RecordState, wanted: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An `applied` result: the record's version, and the record itself when it is not what
+    the mutation asked for (fields kept by newer clocks, a resolver's rewrite)."""
+    entry: dict[str, Any] = {"id": mutation["id"], "status": "applied", "version": result.version}
+    if result.snapshot() != wanted:
+        entry["current"] = result.snapshot()
+    return entry
 
 
 @functools.cache

@@ -118,6 +118,11 @@ def _apply_op(current: dict[str, Any] | None, mutation: dict[str, Any]) -> dict[
     return merged
 
 
+def asked(state: RecordState, mutation: dict[str, Any]) -> dict[str, Any] | None:
+    """The record as the mutation asks it to be (None = deleted), before any conflict rule."""
+    return _apply_op(state.snapshot(), mutation)
+
+
 def _server_wins(state: RecordState, mutation: dict[str, Any]) -> RecordState | Rejection | None:
     if mutation.get("base_version") is None:
         return Rejection("validation", {"base_version": ["is required for this collection"]})
