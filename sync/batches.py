@@ -35,7 +35,7 @@ from sync import membership
 from sync.collections import CollectionRegistry
 from sync.conflicts import RecordState, Rejection, asked, load_resolver, resolve
 from sync.hlc import too_far_ahead
-from sync.leases import ensure_held, held, refresh
+from sync.leases import LeaseUnavailable, ensure_held, held, refresh
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
 BATCHES = "sync_batches"
@@ -49,7 +49,18 @@ class ClientOwnedByAnotherUser(Exception):
 
 
 class GapPending(Exception):
-    """The batch's first new mutation is not the next one; earlier ids have not arrived yet."""
+    """The batch's first new mutation is not the next one, and no stored batch holds the ids
+    before it: they have not arrived yet. Look again after `retry_in` seconds, when the gap
+    timeout has run out (the batch then fails `gap` unless they came)."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class WaitingForPredecessor(Exception):
+    """The ids before this batch are in a stored batch not applied yet. The worker that applies
+    that batch goes on with this one (`sync.chain`), so nothing needs to look again."""
 
 
 @dataclass(frozen=True)
@@ -291,10 +302,10 @@ def apply_batch(
 ) -> dict[str, Any]:
     """Apply a stored batch and return its final status. Safe to run again for the same id.
 
-    Raises `GapPending` while earlier mutations of the client are missing (the caller retries
-    later), and `sync.leases.LeaseUnavailable` when another worker holds a needed lock.
+    Raises `WaitingForPredecessor` while the ids before it are in a stored batch not applied
+    yet (that batch's worker goes on with this one), `GapPending` while they have not arrived
+    (look again later), and `sync.leases.LeaseUnavailable` when another worker holds a lock.
     """
-    hook = crash_point or (lambda _step: None)
     batch = db[BATCHES].find_one({"_id": batch_id})
     if batch is None:
         raise LookupError(f"batch {batch_id} does not exist")
@@ -302,54 +313,90 @@ def apply_batch(
         return status_view(batch)  # a duplicate delivery
     client_id, mutations = batch["client_id"], batch["mutations"]
     scopes = sorted({m["scope"] for m in mutations})
-    names = [f"client:{client_id}"] + [f"scope:{scope}" for scope in scopes]
+    lease = f"client:{client_id}"
+    names = [lease] + [f"scope:{scope}" for scope in scopes]
+    try:
+        with held(redis, names, config.lock_ttl_seconds, config.lock_wait_seconds) as locks:
+            return _apply_held(db, batch_id, batch, config, now, locks, crash_point)
+    except LeaseUnavailable as exc:
+        # The client's lease is busy. If an earlier stored batch must go first, its worker (the
+        # likely holder) goes on with this one: nothing to retry.
+        if exc.args[0] == lease and behind_a_pending_batch(db, client_id, mutations):
+            raise WaitingForPredecessor(f"client {client_id}: busy with an earlier batch") from None
+        raise
 
-    with held(redis, names, config.lock_ttl_seconds, config.lock_wait_seconds) as locks:
-        batch = db[BATCHES].find_one({"_id": batch_id}) or batch
-        if batch["status"] in FINAL_STATUSES:
-            return status_view(batch)
-        now = now or datetime.now(UTC)
-        ledger = db[CLIENTS].find_one({"_id": client_id}) or {}
-        last = int(ledger.get("last_mutation_id", 0))
-        start = batch.get("start_ledger")
-        if start is None:
-            fresh = [m["id"] for m in mutations if m["id"] > last]
-            if fresh and fresh[0] != last + 1:
-                created = batch["created_at"]
-                created = created if created.tzinfo else created.replace(tzinfo=UTC)
-                if (now - created).total_seconds() < config.gap_timeout_seconds:
-                    raise GapPending(f"client {client_id} is at {last}, batch starts at {fresh[0]}")
-                if _next_is_pending(db, client_id, last + 1):
-                    # Not a gap: the missing ids are stored in an earlier batch that a backlog
-                    # (or its retries) has not applied yet. Wait for it, however long.
-                    raise GapPending(f"client {client_id} is at {last}; {last + 1} is queued")
-                results = [
-                    {"id": m["id"], "status": "duplicate"}
-                    if m["id"] <= last
-                    else _rejected(m, "gap")
-                    for m in mutations
-                ]
-                return _finish(
-                    db, batch, status=FAILED, reason="gap", results=results, last_mutation_id=last
+
+def behind_a_pending_batch(db: Database, client_id: str, mutations: Sequence[dict]) -> bool:
+    """Whether the client's next id is not in these mutations but in a stored batch not yet
+    applied (so that batch goes first, and its worker goes on with these)."""
+    last = _ledger(db, client_id)
+    return mutations[0]["id"] > last + 1 and _next_is_pending(db, client_id, last + 1)
+
+
+def _ledger(db: Database, client_id: str) -> int:
+    doc = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1}) or {}
+    return int(doc.get("last_mutation_id", 0))
+
+
+def _apply_held(
+    db: Database,
+    batch_id: str,
+    batch: dict[str, Any],
+    config: EngineConfig,
+    now: datetime | None,
+    locks: list[Any],
+    crash_point: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """`apply_batch` once its client lease and scope locks are held."""
+    hook = crash_point or (lambda _step: None)
+    batch = db[BATCHES].find_one({"_id": batch_id}) or batch
+    if batch["status"] in FINAL_STATUSES:
+        return status_view(batch)
+    client_id, mutations = batch["client_id"], batch["mutations"]
+    now = now or datetime.now(UTC)
+    last = _ledger(db, client_id)
+    start = batch.get("start_ledger")
+    if start is None:
+        fresh = [m["id"] for m in mutations if m["id"] > last]
+        if fresh and fresh[0] != last + 1:
+            if _next_is_pending(db, client_id, last + 1):
+                # Not a gap: the missing ids are in a stored batch a backlog has not applied
+                # yet. Wait for it, however long.
+                raise WaitingForPredecessor(
+                    f"client {client_id} is at {last}; {last + 1} is stored"
                 )
-            start = last
-            db[BATCHES].update_one(
-                {"_id": batch_id},
-                {"$set": {"status": APPLYING, "start_ledger": start, "updated_at": now}},
+            created = batch["created_at"]
+            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            remaining = config.gap_timeout_seconds - (now - created).total_seconds()
+            if remaining > 0:
+                raise GapPending(
+                    f"client {client_id} is at {last}, batch starts at {fresh[0]}", remaining
+                )
+            results = [
+                {"id": m["id"], "status": "duplicate"} if m["id"] <= last else _rejected(m, "gap")
+                for m in mutations
+            ]
+            return _finish(
+                db, batch, status=FAILED, reason="gap", results=results, last_mutation_id=last
             )
-            hook("after_claim")
+        start = last
+        db[BATCHES].update_one(
+            {"_id": batch_id},
+            {"$set": {"status": APPLYING, "start_ledger": start, "updated_at": now}},
+        )
+        hook("after_claim")
 
-        results = batch.get("staged_results")
-        if results is None:
-            results = _resolve_and_commit(db, batch, start, config, now, locks, hook)
-            db[BATCHES].update_one({"_id": batch_id}, {"$set": {"staged_results": results}})
-            hook("after_results")
+    results = batch.get("staged_results")
+    if results is None:
+        results = _resolve_and_commit(db, batch, start, config, now, locks, hook)
+        db[BATCHES].update_one({"_id": batch_id}, {"$set": {"staged_results": results}})
+        hook("after_results")
 
-        newest = max([last, *(m["id"] for m in mutations)])
-        if newest > last:
-            ensure_held(locks)
-            db[CLIENTS].update_one({"_id": client_id}, {"$set": {"last_mutation_id": newest}})
-            hook("after_ledger")
-        status = _finish(db, batch, status=APPLIED, results=results, last_mutation_id=newest)
-        hook("after_final")
-        return status
+    newest = max([last, *(m["id"] for m in mutations)])
+    if newest > last:
+        ensure_held(locks)
+        db[CLIENTS].update_one({"_id": client_id}, {"$set": {"last_mutation_id": newest}})
+        hook("after_ledger")
+    status = _finish(db, batch, status=APPLIED, results=results, last_mutation_id=newest)
+    hook("after_final")
+    return status

@@ -15,7 +15,15 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.database import Database
 
-from sync.batches import APPLYING, BATCHES, FAILED, FINAL_STATUSES, QUEUED
+from sync.batches import (
+    APPLYING,
+    BATCHES,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    behind_a_pending_batch,
+)
+from sync.chain import hand_off
 from sync.scopelog import RECORDS, committed_seq
 
 MAX_REQUEUES = 3
@@ -28,10 +36,17 @@ def requeue_stuck_batches(
     now = now or datetime.now(UTC)
     stuck = db[BATCHES].find(
         {"status": {"$in": [QUEUED, APPLYING]}, "created_at": {"$lt": now - older_than}},
-        {"requeues": 1, "requeued_at": 1, "mutations": 1},
+        {"requeues": 1, "requeued_at": 1, "mutations": 1, "client_id": 1, "parked_at": 1},
     )
     count = 0
     for doc in stuck:
+        if doc.get("parked_at") is not None:
+            # Parked behind a stored predecessor, whose worker applies it next: leave it. If the
+            # chain broke (the predecessor failed, or the client resent its ids elsewhere), give
+            # it a message to find out.
+            if not behind_a_pending_batch(db, doc["client_id"], doc["mutations"]):
+                count += hand_off(db, doc["_id"], publish)
+            continue
         last = doc.get("requeued_at")
         if (
             last is not None

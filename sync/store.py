@@ -63,3 +63,7 @@ def ensure_indexes(db: Database) -> None:
     db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")
     # Housekeeping finds stuck and expired batches by status and age.
     db[BATCHES].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_age")
+    # A client's next stored batch (sync.chain) and the gap check look batches up by client.
+    db[BATCHES].create_index(
+        [("client_id", ASCENDING), ("status", ASCENDING)], name="client_status"
+    )

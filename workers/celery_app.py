@@ -6,6 +6,7 @@ Settings are read once when this module is imported; a bad setting stops the pro
 from __future__ import annotations
 
 import functools
+import multiprocessing
 from typing import Any
 
 from celery.signals import (
@@ -14,6 +15,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_shutting_down,
 )
 from redis import Redis
 
@@ -27,6 +29,20 @@ from workers import metrics as _task_metrics  # noqa: F401 - connects the task m
 from workers.factory import DEAD_LETTER_QUEUE, create_celery
 
 celery_app = create_celery()
+
+# Set in the main process when a warm shutdown begins; shared with the forked pool processes,
+# so a task running a chain of batches stops taking new ones (sync.chain).
+_shutting_down = multiprocessing.RawValue("b", 0)
+
+
+def shutting_down() -> bool:
+    """Whether this worker was told to stop (SIGTERM): finish the work in hand, start none."""
+    return bool(_shutting_down.value)
+
+
+@worker_shutting_down.connect
+def _mark_shutting_down(**_: Any) -> None:
+    _shutting_down.value = 1
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import pytest
 from api import create_app
 from config import Settings
 from tests.sync_client import SyncTestClient
+from workers.factory import create_celery
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -171,6 +172,28 @@ def test_g2_batches_arriving_out_of_order_apply_in_id_order(sync_client: SyncTes
     assert final["last_mutation_id"] == 4
     records, _ = c.pull_all()
     assert records[("notes", "k")]["value"] == {"n": "second", "seen": ["first", "second"]}
+
+
+def test_a_chain_of_waiting_batches_applies_as_soon_as_the_gap_fills(
+    sync_client: SyncTestClient, db: Any, settings: Settings
+) -> None:
+    """A phone flushes its outbox newest first while its first batch sits deep in a backlog:
+    once that one is applied, the seven behind it follow at once, not at their retry times."""
+    c = sync_client
+    first = c.store_unpublished(db, [c.put(f"k{i}", {"i": i}) for i in range(5)])
+    later = [[c.put(f"k{i}", {"i": i}) for i in range(b, b + 5)] for b in range(5, 40, 5)]
+    waiting = [c.push(batch).get_json()["batch_id"] for batch in reversed(later)]
+    time.sleep(8)  # long enough for a retry schedule to back off to 8-16 s
+    assert {c.status(b).get_json()["status"] for b in waiting} == {"queued"}
+    create_celery(settings).send_task(
+        "sync.apply_batch", args=[first], queue="sync", routing_key="sync"
+    )  # the first batch's turn in the backlog comes
+    assert c.wait_final(first)["status"] == "applied"
+    newest = c.wait_final(waiting[0], timeout=5)
+    assert newest["status"] == "applied" and newest["last_mutation_id"] == 40
+    assert all(c.status(b).get_json()["status"] == "applied" for b in waiting)
+    records, _ = c.pull_all()
+    assert {key: r["version"] for (_, key), r in records.items()} == {f"k{i}": 1 for i in range(40)}
 
 
 def test_g4_a_rejected_write_is_corrected_by_the_next_pull(sync_client: SyncTestClient) -> None:
