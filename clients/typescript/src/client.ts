@@ -470,8 +470,9 @@ class SyncEngine implements OffgridClient, CollectionHost {
   /** Push the outbox until every entry is processed by the server. One flight at a time. */
   #upload(): Promise<void> {
     if (!this.#uploadFlight) {
-      this.#uploadFlight = this.#withInstallLock(() => this.#uploadLoop());
-      // Cleared by the loop itself the moment it finds nothing to send (see #uploadLoop).
+      // Started on a later tick, so that this assignment happens first; the loop itself clears
+      // it in the same tick as it finds nothing left to send (see #uploadLoop).
+      this.#uploadFlight = Promise.resolve().then(() => this.#withInstallLock(() => this.#uploadLoop()));
     }
     return this.#uploadFlight;
   }

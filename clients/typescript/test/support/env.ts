@@ -66,6 +66,8 @@ export interface Faults {
   /** Counts of what happened. */
   lostReplies: number;
   blocked: number;
+  /** Every reply the server sent: method, path, status and body text. */
+  log: { method: string; path: string; status: number; body: string; lost: boolean }[];
 }
 
 /**
@@ -73,19 +75,21 @@ export interface Faults {
  * reaches the server (which acts on it) but the client only sees an error.
  */
 export function faultyFetch(faults: Partial<Faults> = {}): { fetch: FetchLike; faults: Faults } {
-  const plan: Faults = { offline: false, loseReply: () => false, lostReplies: 0, blocked: 0, ...faults };
+  const plan: Faults = { offline: false, loseReply: () => false, lostReplies: 0, blocked: 0, log: [], ...faults };
   const wrapped: FetchLike = async (url, init) => {
     if (plan.offline) {
       plan.blocked += 1;
       throw new TypeError("fetch failed (offline)");
     }
     const response = await fetch(url, init as RequestInit);
-    if (plan.loseReply(url, init.method)) {
-      await response.arrayBuffer().catch(() => undefined);
+    const body = await response.text();
+    const lost = plan.loseReply(url, init.method);
+    plan.log.push({ method: init.method, path: new URL(url).pathname, status: response.status, body, lost });
+    if (lost) {
       plan.lostReplies += 1;
       throw new TypeError("fetch failed (reply lost)");
     }
-    return response;
+    return { status: response.status, headers: response.headers, text: async () => body };
   };
   return { fetch: wrapped, faults: plan };
 }
