@@ -3,12 +3,18 @@
 A configuration module (named by `OFFGRID_COLLECTIONS`) exposes `COLLECTIONS`, a list of
 `CollectionSpec`. A collection has an optional marshmallow schema (schemaless when absent)
 and a conflict strategy. Unknown collections are rejected by the API.
+
+Every process (web, worker, beat) finds the module the same way: anywhere on the Python path,
+or in the directory the process was started in (the project root under `./dev` and the
+Procfile), which gunicorn puts on the path and Celery does not.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +66,22 @@ class CollectionRegistry:
         return sorted(self._specs)
 
 
+class CollectionsUnavailable(Exception):
+    """The module named by `OFFGRID_COLLECTIONS` cannot be loaded; the process must not start."""
+
+
 def load_collections(module_name: str) -> CollectionRegistry:
     """Import the configuration module and build the registry from its `COLLECTIONS`."""
-    module = importlib.import_module(module_name)
-    specs = getattr(module, "COLLECTIONS", None)
-    if not isinstance(specs, list) or not all(isinstance(s, CollectionSpec) for s in specs):
-        raise ValueError(f"{module_name}.COLLECTIONS must be a list of CollectionSpec")
-    return CollectionRegistry(specs)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after everything else: it never shadows a package
+    try:
+        module = importlib.import_module(module_name)
+        specs = getattr(module, "COLLECTIONS", None)
+        if not isinstance(specs, list) or not all(isinstance(s, CollectionSpec) for s in specs):
+            raise ValueError(f"{module_name}.COLLECTIONS must be a list of CollectionSpec")
+        return CollectionRegistry(specs)
+    except Exception as exc:
+        raise CollectionsUnavailable(
+            f"OFFGRID_COLLECTIONS={module_name!r} cannot be loaded: {exc!r} (a module on the "
+            f"Python path, or in the directory the process starts in: {os.getcwd()})"
+        ) from exc

@@ -173,7 +173,9 @@ def _wait_for_workers(settings: Settings, names: list[str], proc: subprocess.Pop
 class WorkerProcess:
     """A real `celery worker` subprocess consuming the test vhost's queues."""
 
-    def __init__(self, env: dict[str, str], settings: Settings, name: str, concurrency: int = 2):
+    def __init__(
+        self, env: dict[str, str], settings: Settings, name: str, concurrency: int = 2
+    ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log_path = ROOT / ".dev" / "log" / f"test-worker-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +206,16 @@ def worker(test_env: dict[str, str], settings: Settings, db: Database) -> Iterat
     process = WorkerProcess(test_env, settings, "test-worker")
     yield process
     process.stop()
+
+
+@pytest.fixture
+def sync_paused(settings: Settings, worker: WorkerProcess) -> Iterator[None]:
+    """The suite's shared worker stops consuming `sync` for the test, so the batches go to the
+    worker the test controls; it consumes again afterwards."""
+    control = create_celery(settings).control
+    control.cancel_consumer("sync", destination=[worker.name], reply=True)
+    yield
+    control.add_consumer("sync", destination=[worker.name], reply=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,12 @@ Settings are read once when this module is imported; a bad setting stops the pro
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing
 from typing import Any
 
 from celery.signals import (
+    beat_init,
     setup_logging,
     task_prerun,
     worker_init,
@@ -23,7 +25,7 @@ from config import Settings
 from config.logs import configure_logging, request_id
 from push.notifications import ensure_push_indexes
 from sync.batches import EngineConfig
-from sync.collections import CollectionRegistry, load_collections
+from sync.collections import CollectionRegistry, CollectionsUnavailable, load_collections
 from sync.store import MongoHandle, ensure_indexes
 from workers import metrics as _task_metrics  # noqa: F401 - connects the task metric signals
 from workers.factory import DEAD_LETTER_QUEUE, create_celery
@@ -94,10 +96,23 @@ def _prepare_broker_and_database(**_: Any) -> None:
         DEAD_LETTER_QUEUE.bind(conn.default_channel).declare()
         for queue in celery_app.conf.task_queues:
             queue.bind(conn.default_channel).declare()
-    collections()  # a broken collections module stops the worker before it consumes anything
+    _require_collections()  # a worker that cannot apply batches must not consume them
     ensure_indexes(mongo().db)
     ensure_push_indexes(mongo().db)
     mongo().close()  # the parent must not hand a connected client to its forked children
+
+
+def _require_collections() -> None:
+    try:
+        collections()
+    except CollectionsUnavailable as exc:
+        logging.getLogger(__name__).critical("%s", exc)
+        raise SystemExit(f"offgrid: {exc}") from None  # Celery's signals re-raise only this
+
+
+@beat_init.connect
+def _check_beat(**_: Any) -> None:
+    _require_collections()
 
 
 @worker_process_init.connect

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,6 @@ from tests.conftest import ROOT, WorkerProcess
 from workers.factory import create_celery
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@pytest.fixture
-def sync_paused(settings: Settings, worker: WorkerProcess) -> Iterator[None]:
-    """The suite's shared worker stops consuming `sync` for the test, so the batches go to the
-    worker the test controls; it consumes again afterwards."""
-    control = create_celery(settings).control
-    control.cancel_consumer("sync", destination=[worker.name], reply=True)
-    yield
-    control.add_consumer("sync", destination=[worker.name], reply=True)
 
 
 @pytest.mark.usefixtures("sync_paused")
