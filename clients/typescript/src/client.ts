@@ -854,7 +854,9 @@ class SyncEngine implements OffgridClient, CollectionHost {
   async handleTickle(_data?: unknown): Promise<void> {
     await this.ready();
     if (this.#started) {
+      // Something changed (or the network came back): both loops try now, backoff or not.
       this.#pullSleeper.wake();
+      this.#uploadSleeper.wake();
       return;
     }
     await this.#pull(0);
