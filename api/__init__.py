@@ -61,7 +61,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def register_request_ids(app: Flask) -> None:
-    configure_logging(app.extensions["offgrid.settings"].log_level)
+    settings = app.extensions["offgrid.settings"]
+    configure_logging(settings.log_level, settings.log_format)
 
     @app.before_request
     def _adopt() -> None:

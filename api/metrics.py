@@ -28,7 +28,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from push import metrics as push_metrics
+from push.providers import OUTCOMES, PLATFORMS
 from sync.batches import APPLYING, BATCHES, QUEUED
+from workers import metrics as task_metrics
 from workers.factory import DEAD_LETTER_QUEUE, QUEUE_NAMES
 
 REQUESTS = Counter(
@@ -107,7 +110,22 @@ def metrics() -> Response:
     return Response(output, mimetype=CONTENT_TYPE_LATEST)
 
 
+def prime_metrics(app: Flask) -> None:
+    """Every family exists from start-up, at 0: each route's request series (status 200) and
+    latency, each task's and each push outcome's (written by this process, summed with the
+    workers' in multiprocess mode, so the zeros add nothing)."""
+    for rule in app.url_map.iter_rules():
+        if rule.rule in ("/metrics", "/static/<path:filename>"):
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            REQUESTS.labels(method, rule.rule, "200")
+            LATENCY.labels(method, rule.rule)
+    task_metrics.prime()
+    push_metrics.prime(PLATFORMS, OUTCOMES)
+
+
 def register_metrics(app: Flask) -> None:
+    prime_metrics(app)
     scrape = CollectorRegistry(auto_describe=True)
     scrape.register(BrokerAndSyncCollector(app))
     app.extensions["offgrid.scrape_registry"] = scrape

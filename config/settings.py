@@ -173,6 +173,7 @@ class Settings:
     admin_api_key: str
     collections_module: str
     log_level: str
+    log_format: str
     max_body_bytes: int
     max_mutations_per_batch: int
     max_clock_skew_seconds: int
@@ -257,6 +258,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(
             env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO"
         ),
+        log_format=_choice(env, "LOG_FORMAT", ("json", "console"), "json"),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         max_mutations_per_batch=_int(env, "MAX_MUTATIONS_PER_BATCH", 1000, minimum=1),
         max_clock_skew_seconds=_int(env, "MAX_CLOCK_SKEW", 300, minimum=0),

@@ -18,3 +18,12 @@ PUSH_THROTTLED = Counter(
     "Chunks paused because a provider's shared send rate was reached",
     ["platform"],
 )
+
+
+def prime(platforms: tuple[str, ...], outcomes: tuple[str, ...]) -> None:
+    """Create the series of every platform and outcome at 0 (reason `none`), so a fresh stack
+    serves the families before the first push."""
+    for platform in platforms:
+        PUSH_THROTTLED.labels(platform)
+        for outcome in outcomes:
+            PUSH_OUTCOMES.labels(platform, outcome, "none")

@@ -4,8 +4,9 @@ A batch whose predecessor (the stored batch holding the client's next id) is not
 *parked*: its message is dropped and nothing looks at it again on a timer. The worker that
 applies a client's batch goes on, in the same task, with the stored batch that holds the next
 id, and the next, until the client has nothing stored, the task's time budget is spent or the
-worker is shutting down (then the next batch gets a message if it has none). So a backlog of one client drains without a trip
-through the queue per batch, and a parked batch costs no message at all.
+worker is shutting down (then the next batch gets a message if it has none). So a backlog of
+one client drains without a trip through the queue per batch, and a parked batch costs no
+message at all.
 
 Nothing is lost by parking: a batch is stored before its message is published, the gap check
 and the ledger advance both happen under the client's lease, and the successor is looked up

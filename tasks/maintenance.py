@@ -26,7 +26,8 @@ def exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
         count = work()
     finally:
         lock.release()
-    log.info("%s: %d", job, count)
+    # Every few seconds most jobs find nothing to do: say so only at DEBUG.
+    log.log(logging.INFO if count else logging.DEBUG, "%s: %d", job, count)
     return {"job": job, "count": count}
 
 

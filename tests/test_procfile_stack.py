@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEB = "http://127.0.0.1:18000"
 FLOWER = "http://127.0.0.1:15555"
 FLOWER_AUTH = ("ops", "flower-test-password")
+LOG = ROOT / ".dev" / "log" / "test-procfile.log"
 
 
 def _wait_until(check: object, seconds: float, proc: subprocess.Popen) -> None:
@@ -35,8 +37,8 @@ def _wait_until(check: object, seconds: float, proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    log = (ROOT / ".dev" / "log" / "test-procfile.log").open("w")
+def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    log = LOG.open("w")
     env = {
         **os.environ,
         **test_env,
@@ -48,6 +50,9 @@ def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
         "BEAT_SCHEDULE_FILE": str(tmp_path_factory.mktemp("beat") / "schedule"),
+        # As `./dev up` at a terminal; and the due-push job every second, to see it stay quiet.
+        "LOG_FORMAT": "console",
+        "DUE_PUSHES_INTERVAL": "1",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-e", "/dev/null"],
@@ -60,13 +65,48 @@ def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     try:
         _wait_until(lambda: httpx.get(f"{WEB}/readyz", timeout=2).status_code == 200, 90, proc)
         _wait_until(lambda: httpx.get(FLOWER, timeout=2).status_code == 401, 60, proc)
-        yield
+        yield LOG
         assert proc.poll() is None, "a Procfile process died during the tests"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
         log.close()
+
+
+def test_a_fresh_stack_serves_every_charted_metric_family(stack: Path) -> None:
+    """Before any push or sync, dashboards and alerts see zeros, not "no data" (this runs
+    first in the module, against the stack as it started)."""
+    charted = set()
+    for path in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"):
+        charted |= set(re.findall(r"\boffgrid_\w+", path.read_text()))
+    charted |= set(re.findall(r"\boffgrid_\w+", (ROOT / "docs" / "operations.md").read_text()))
+    assert {"offgrid_push_outcomes_total", "offgrid_tasks_total"} <= charted
+    served = {
+        line.split("{")[0].split(" ")[0]
+        for line in httpx.get(f"{WEB}/metrics", timeout=5).text.splitlines()
+        if line.startswith("offgrid_")
+    }
+    missing = {name for name in charted if not any(s.startswith(name) for s in served)}
+    assert missing == set(), f"not served by a fresh stack: {sorted(missing)}"
+
+
+def test_an_idle_stack_logs_readable_lines_and_nothing_about_idle_jobs(stack: Path) -> None:
+    time.sleep(4)  # beat has sent the due-push job a few times, and the worker ran it
+    lines = stack.read_text().splitlines()
+    # honcho prefixes each line with its time and process: "12:00:01 beat.1 | ..."
+    beat = [line.split("| ", 1)[1] for line in lines if " beat.1 " in line and "| " in line]
+    assert any("beat: Starting" in line for line in beat), beat[:5]
+    idle = ("Sending due task", "Task maintenance.send_due_pushes", "send_due_pushes: 0")
+    assert [line for line in lines if any(words in line for words in idle)] == []
+    records = [
+        line.split("| ", 1)[1]
+        for line in lines
+        if re.match(r"^\S+ (web|worker|beat)\.1 ", line) and "| " in line
+    ]
+    readable = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\S+: ")
+    assert [r for r in records if r.startswith("{")] == []  # no JSON at a terminal
+    assert len([r for r in records if readable.match(r)]) >= 3
 
 
 def test_gunicorn_serves_push_status_pull(stack: None, test_env: dict[str, str]) -> None:

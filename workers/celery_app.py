@@ -81,7 +81,7 @@ def mongo() -> MongoHandle:
 @setup_logging.connect
 def _json_logs(**_: Any) -> None:
     """Our JSON lines instead of Celery's own log format (connecting this replaces it)."""
-    configure_logging(settings().log_level)
+    configure_logging(settings().log_level, settings().log_format)
 
 
 @task_prerun.connect

@@ -26,6 +26,29 @@ DURATION = Histogram(
 )
 _started: dict[str, float] = {}
 
+# Every task and its queue, so their series exist at 0 from start-up (`prime`); a test checks
+# this against the tasks Celery registers.
+KNOWN_TASKS = {
+    "sync.apply_batch": "sync",
+    "push.fan_out": "push",
+    "push.send_chunk": "push",
+    "maintenance.requeue_stuck_batches": "maintenance",
+    "maintenance.expire_batches": "maintenance",
+    "maintenance.purge_tombstones": "maintenance",
+    "maintenance.send_due_pushes": "maintenance",
+    "maintenance.prune_unseen_devices": "maintenance",
+    "maintenance.expire_pushes": "maintenance",
+}
+
+
+def prime() -> None:
+    """Create each task's series at 0. In multiprocess mode a family is served only once some
+    process wrote a sample, so without this a fresh stack's dashboards say "no data"."""
+    for task, queue in KNOWN_TASKS.items():
+        DURATION.labels(task, queue)
+        for outcome in ("success", "failure", "retry"):
+            TASKS.labels(task, queue, outcome)
+
 
 # Celery's native delayed delivery routes a countdown message with 28 binary digits of its
 # delay before the queue's routing key ("0.1.…1.sync"); the queue is what follows.

@@ -39,3 +39,15 @@ def test_a_delayed_retrys_queue_is_its_queue_not_the_delay_routing_key() -> None
     assert queue_of(delayed) == "sync"
     assert queue_of("push") == "push"
     assert queue_of(None) == "unknown"
+
+
+def test_every_registered_task_has_its_series_primed() -> None:
+    import tasks.maintenance
+    import tasks.push
+    import tasks.sync  # noqa: F401 - registers the tasks
+    from workers.celery_app import celery_app
+    from workers.metrics import KNOWN_TASKS
+
+    registered = {name for name in celery_app.tasks if not name.startswith("celery.")}
+    assert registered == set(KNOWN_TASKS)
+    assert {queue for queue in KNOWN_TASKS.values()} == {"sync", "push", "maintenance"}
