@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from flask import current_app, g
@@ -18,6 +21,28 @@ blp = Blueprint("devices", __name__, url_prefix="/v1/devices", description="Devi
 TOPIC = r"[A-Za-z0-9_.~%-]{1,128}"
 _TOPIC = re.compile(f"^{TOPIC}$")
 _DEVICE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+SEEN_EVERY_SECONDS = 3600
+_SEEN_REMEMBERED = 100_000
+_seen_at: OrderedDict[tuple[str, str], float] = OrderedDict()
+_seen_lock = threading.Lock()
+
+
+def note_seen(user: str, client_id: str) -> None:
+    """A sync request from this install: refresh its devices' `last_seen`, at most once an hour
+    per install and process (remembered here, so most requests cost nothing)."""
+    now = time.monotonic()
+    key = (user, client_id)
+    with _seen_lock:
+        last = _seen_at.get(key)
+        if last is not None and now - last < SEEN_EVERY_SECONDS:
+            return
+        _seen_at[key] = now
+        _seen_at.move_to_end(key)
+        while len(_seen_at) > _SEEN_REMEMBERED:
+            _seen_at.popitem(last=False)
+    devices.seen(current_app.extensions["offgrid.mongo"].db, user, client_id)
 
 
 class DeviceSchema(Schema):

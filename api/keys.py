@@ -90,8 +90,10 @@ def scopes_of(db: Database, presented: str, bootstrap: str) -> tuple[str, list[s
     return doc["_id"], list(doc["scopes"])
 
 
-def require_api_key(scope: str) -> Callable[[F], F]:
-    """Accept an `X-API-Key` that holds `scope`: 401 without a valid key, 403 without the scope."""
+def require_api_key(scope: str, *others: str) -> Callable[[F], F]:
+    """Accept an `X-API-Key` that holds `scope` (or one of `others`): 401 without a valid key,
+    403 without the scope. The view finds the key's id and scopes in `g`."""
+    accepted = {scope, *others}
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -108,7 +110,8 @@ def require_api_key(scope: str) -> Callable[[F], F]:
             if found is None:
                 raise APIError(401, "unauthorized", "invalid or revoked API key")
             g.api_key_id, scopes = found
-            if scope not in scopes:
+            g.api_key_scopes = frozenset(scopes)
+            if not accepted & g.api_key_scopes:
                 raise APIError(403, "forbidden", f"this API key lacks the {scope!r} scope")
             return view(*args, **kwargs)
 

@@ -119,22 +119,29 @@ class Pushes(MethodView):
         return {"push_id": push_id}
 
 
+def _sender() -> str | None:
+    """Whose pushes the caller may see: its own key's, or every key's for an `admin` key."""
+    return None if "admin" in g.api_key_scopes else g.api_key_id
+
+
 @blp.route("/<string:push_id>", methods=["GET", "DELETE"])
 class PushStatus(MethodView):
-    @require_api_key("push:send")
+    @require_api_key("push:send", "admin")
     @blp.response(200, PushStatusSchema)
     def get(self, push_id: str) -> Any:
-        """Status and counts: targeted, sent, failed, invalid, pending."""
-        found = notifications.status(_db(), push_id) if len(push_id) <= 64 else None
+        """Status and counts: targeted, sent, failed, invalid, pending (of a push this key sent;
+        an `admin` key sees every push)."""
+        found = notifications.status(_db(), push_id, _sender()) if len(push_id) <= 64 else None
         if found is None:
             raise APIError(404, "not_found", "no such push")
         return found
 
-    @require_api_key("push:send")
+    @require_api_key("push:send", "admin")
     @blp.response(200, PushStatusSchema)
     def delete(self, push_id: str) -> Any:
-        """Cancel a push that is not done yet; devices not yet sent to get nothing."""
-        outcome = notifications.cancel(_db(), push_id) if len(push_id) <= 64 else None
+        """Cancel a push not done yet (one this key sent; an `admin` key may cancel any);
+        devices not yet sent to get nothing."""
+        outcome = notifications.cancel(_db(), push_id, _sender()) if len(push_id) <= 64 else None
         if outcome is None:
             raise APIError(404, "not_found", "no such push")
         state, cancelled = outcome

@@ -12,6 +12,7 @@ from flask.views import MethodView
 
 from api.auth import require_user
 from api.bodies import Blueprint
+from api.devices import note_seen
 from api.errors import APIError
 from api.metrics import BATCHES_ACCEPTED, MUTATIONS_ACCEPTED
 from api.queueing import publish_or_503
@@ -96,6 +97,7 @@ class Push(MethodView):
 
         BATCHES_ACCEPTED.inc()
         MUTATIONS_ACCEPTED.inc(len(body["mutations"]))
+        note_seen(g.user, body["client_id"])
         wait = _prefer_wait()
         if wait:
             final = _wait_for_final(batch_id, g.user, wait)
@@ -134,6 +136,7 @@ class Pull(MethodView):
         if owner is not None and owner != g.user:
             raise APIError(403, "forbidden", "client_id belongs to another user")
         settings = current_app.extensions["offgrid.settings"]
+        note_seen(g.user, body["client_id"])
         try:
             return pull(
                 _db(),

@@ -92,6 +92,14 @@ def set_topic(db: Database, did: str, user: str, topic: str, subscribed: bool) -
     return ordered
 
 
+def seen(db: Database, user: str, client_id: str, now: datetime | None = None) -> int:
+    """A push or pull from this app install: its devices are alive (`last_seen` moves, so the
+    unseen-device prune keeps them). Returns how many devices that was."""
+    now = now or datetime.now(UTC)
+    query = {"user": user, "client_id": client_id}
+    return db[DEVICES].update_many(query, {"$set": {"last_seen": now}}).modified_count
+
+
 def prune_unseen(db: Database, cutoff: datetime) -> int:
     """Delete devices whose app has not registered (been seen) since `cutoff`."""
     return db[DEVICES].delete_many({"last_seen": {"$lt": cutoff}}).deleted_count

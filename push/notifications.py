@@ -371,8 +371,14 @@ def _finish_if_done(db: Database, push_id: str) -> None:
         db[PUSHES].update_one({"_id": push_id, "status": SENDING}, {"$set": {"status": DONE}})
 
 
-def status(db: Database, push_id: str) -> dict[str, Any] | None:
-    push = db[PUSHES].find_one({"_id": push_id})
+def _owned(push_id: str, sender: str | None) -> dict[str, Any]:
+    """The query for a push as `sender` may see it (None: any sender's)."""
+    return {"_id": push_id} if sender is None else {"_id": push_id, "sender": sender}
+
+
+def status(db: Database, push_id: str, sender: str | None = None) -> dict[str, Any] | None:
+    """The push's status and counts; None if there is none that `sender` sent."""
+    push = db[PUSHES].find_one(_owned(push_id, sender))
     if push is None:
         return None
     counts = {"sent": 0, "failed": 0, "invalid": 0}
@@ -391,10 +397,10 @@ def status(db: Database, push_id: str) -> dict[str, Any] | None:
     }
 
 
-def cancel(db: Database, push_id: str) -> tuple[str, bool] | None:
+def cancel(db: Database, push_id: str, sender: str | None = None) -> tuple[str, bool] | None:
     """Cancel a push not yet done: (status after, whether this call cancelled it); None if
-    there is no such push."""
-    push = db[PUSHES].find_one({"_id": push_id}, {"status": 1})
+    there is no such push that `sender` sent."""
+    push = db[PUSHES].find_one(_owned(push_id, sender), {"status": 1})
     if push is None:
         return None
     if push["status"] in (SCHEDULED, QUEUED, SENDING):
@@ -446,3 +452,4 @@ def ensure_push_indexes(db: Database) -> None:
     db[CHUNKS].create_index("push_id", name="push_id")
     db[CHUNK_DEVICES].create_index("push_id", name="push_id")
     db[DEVICES].create_index("last_seen", name="last_seen")
+    db[DEVICES].create_index("client_id", name="client_id")  # devices.seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -115,3 +116,30 @@ def test_invalid_topic_in_the_path_is_400(client: Any, as_user: Any, user: str) 
     reply = client.put(f"/v1/devices/{device_id}/topics/{'x' * 200}", headers=as_user(user))
     assert reply.status_code == 400
     assert reply.get_json()["error"]["code"] == "invalid_topic"
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_install_that_syncs_keeps_its_device_from_being_pruned(
+    client: Any, sync_client: Any, db: Database, run_maintenance: Any, settings: Any
+) -> None:
+    """`last_seen` moved only on re-registration, so the 270-day prune dropped devices of apps
+    that sync daily. Now a push or pull by the install refreshes it, at most once an hour."""
+    from datetime import UTC, datetime, timedelta
+
+    c = sync_client
+    token = f"{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    reply = _register(client, c.headers, token=token, client_id=c.client_id)
+    device_id = reply.get_json()["device_id"]
+    long_ago = datetime.now(UTC) - timedelta(days=settings.device_unseen_days + 10)
+    db[DEVICES].update_one({"_id": device_id}, {"$set": {"last_seen": long_ago}})
+    assert c.pull().status_code == 200  # the app syncs
+    seen = db[DEVICES].find_one({"_id": device_id})["last_seen"]
+    assert datetime.now(UTC) - seen < timedelta(minutes=1)
+    run_maintenance("maintenance.prune_unseen_devices")
+    assert db[DEVICES].count_documents({"_id": device_id}) == 1
+    # Within the hour, requests do not write it again.
+    db[DEVICES].update_one({"_id": device_id}, {"$set": {"last_seen": long_ago}})
+    assert c.push([c.put("k", {"v": 1})], wait=20).status_code == 200
+    assert c.pull().status_code == 200
+    still = db[DEVICES].find_one({"_id": device_id})["last_seen"]
+    assert abs(still - long_ago) < timedelta(seconds=1)  # stored to the millisecond

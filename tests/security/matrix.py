@@ -56,8 +56,10 @@ MATRIX: tuple[Row, ...] = (
     Row("topic-put",         "PUT",    "/v1/devices/{device_id}/topics/{topic}",      "the writer's device",                     (401, 404, 404, 200, 401, 401, 401)),
     Row("topic-delete",      "DELETE", "/v1/devices/{device_id}/topics/{topic}",      "the writer's device",                     (401, 404, 404, 200, 401, 401, 401)),
     Row("push-send",         "POST",   "/v1/push",                                    "send a notification",                     (401, 401, 401, 401, 202, 403, 202)),
-    Row("push-status",       "GET",    "/v1/push/{push_id}",                          "a scheduled push",                        (401, 401, 401, 401, 200, 403, 200)),
-    Row("push-cancel",       "DELETE", "/v1/push/{push_id}",                          "a scheduled push",                        (401, 401, 401, 401, 200, 403, 200)),
+    Row("push-status",       "GET",    "/v1/push/{push_id}",                          "a scheduled push the push_key sent",      (401, 401, 401, 401, 200, 200, 200)),
+    Row("push-status-other", "GET",    "/v1/push/{push_id}",                          "a scheduled push another key sent",       (401, 401, 401, 401, 404, 200, 200)),
+    Row("push-cancel",       "DELETE", "/v1/push/{push_id}",                          "a scheduled push the push_key sent",      (401, 401, 401, 401, 200, 200, 200)),
+    Row("push-cancel-other", "DELETE", "/v1/push/{push_id}",                          "a scheduled push another key sent",       (401, 401, 401, 401, 404, 200, 200)),
 )
 # fmt: on
 

@@ -241,27 +241,37 @@ def _push_send(client: FlaskClient, world: World, headers: Headers) -> Any:
     return reply
 
 
-def _scheduled_push(client: FlaskClient, world: World) -> str:
+def _scheduled_push(client: FlaskClient, world: World, sender: str) -> str:
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     reply = client.post(
-        "/v1/push", json=_notification(send_at=later), headers=world.headers["bootstrap"]
+        "/v1/push", json=_notification(send_at=later), headers=world.headers[sender]
     )
     assert reply.status_code == 202
     return str(reply.get_json()["push_id"])
 
 
-@call("push-status")
-def _push_status(client: FlaskClient, world: World, headers: Headers) -> Any:
-    return client.get(f"/v1/push/{_scheduled_push(client, world)}", headers=headers)
+def _status(sender: str) -> Call:
+    def request(client: FlaskClient, world: World, headers: Headers) -> Any:
+        return client.get(f"/v1/push/{_scheduled_push(client, world, sender)}", headers=headers)
+
+    return request
 
 
-@call("push-cancel")
-def _push_cancel(client: FlaskClient, world: World, headers: Headers) -> Any:
-    push_id = _scheduled_push(client, world)
-    reply = client.delete(f"/v1/push/{push_id}", headers=headers)
-    status = world.db[PUSHES].find_one({"_id": push_id})["status"]
-    assert status == ("cancelled" if reply.status_code == 200 else "scheduled")
-    return reply
+def _cancel(sender: str) -> Call:
+    def request(client: FlaskClient, world: World, headers: Headers) -> Any:
+        push_id = _scheduled_push(client, world, sender)
+        reply = client.delete(f"/v1/push/{push_id}", headers=headers)
+        status = world.db[PUSHES].find_one({"_id": push_id})["status"]
+        assert status == ("cancelled" if reply.status_code == 200 else "scheduled")
+        return reply
+
+    return request
+
+
+call("push-status")(_status("push_key"))
+call("push-status-other")(_status("bootstrap"))
+call("push-cancel")(_cancel("push_key"))
+call("push-cancel-other")(_cancel("bootstrap"))
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=lambda row: row.id)
