@@ -500,7 +500,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
         const outcome = readBatchOutcome(batch, status);
         if (outcome.applied) {
           failedBatches = 0;
-          await this.#settle(batch, outcome);
+          await this.#settle(outcome);
           continue;
         }
         // `gap` (or a batch the server gave up on): resend from the first unacknowledged id.
@@ -550,7 +550,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
     return status;
   }
 
-  async #settle(batch: Mutation[], outcome: ReturnType<typeof readBatchOutcome>): Promise<void> {
+  async #settle(outcome: ReturnType<typeof readBatchOutcome>): Promise<void> {
     const events: RejectionEvent[] = [];
     await this.#serial(async () => {
       const leaving = new Set<number>();
@@ -605,7 +605,6 @@ class SyncEngine implements OffgridClient, CollectionHost {
     for (const event of events) {
       for (const listener of [...this.#rejectionListeners]) this.#safeCall(() => listener(event));
     }
-    void batch;
   }
 
   // -- pull ------------------------------------------------------------------------------
