@@ -66,8 +66,11 @@ export interface ClientOptions {
 
 /** A mutation the server rejected, as `onRejection` listeners get it. */
 export interface RejectionEvent {
+  /** The scope of the rejected write. */
   scope: string;
+  /** Its collection. */
   collection: string;
+  /** Its record key. */
   key: string;
   /** `conflict`, `validation`, `clock_skew`, `forbidden`, or a custom resolver's reason. */
   reason: string;
@@ -75,8 +78,9 @@ export interface RejectionEvent {
   errors?: unknown;
   /** The server's record (`conflict`): `null` when it does not exist. */
   current?: JsonObject | null;
-  /** The rejected mutation's id and op. */
+  /** The rejected mutation's id. */
   mutationId: number;
+  /** The rejected mutation's op. */
   op: MutationOp;
 }
 
@@ -749,9 +753,17 @@ class SyncEngine implements OffgridClient, CollectionHost {
 
   // -- public sync surface ---------------------------------------------------------------
 
+  /** The app asks again after `needsAuth`: clear it and let sleeping background loops retry. */
+  #retryAuth(): void {
+    if (!this.#status.needsAuth) return;
+    this.#setStatus({ needsAuth: false });
+    this.#uploadSleeper.wake();
+    this.#pullSleeper.wake();
+  }
+
   async sync(): Promise<void> {
     await this.ready();
-    if (this.#status.needsAuth) this.#setStatus({ needsAuth: false });
+    this.#retryAuth();
     try {
       await this.#upload();
       await this.#pull(0);
@@ -763,7 +775,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
 
   async awaitSynced(options: AwaitSyncedOptions = {}): Promise<void> {
     await this.ready();
-    if (this.#status.needsAuth) this.#setStatus({ needsAuth: false });
+    this.#retryAuth();
     let attempt = 0;
     for (;;) {
       if (options.signal?.aborted) throw new OffgridError("aborted", "awaitSynced was cancelled");
