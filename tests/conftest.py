@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -208,14 +209,27 @@ def worker(test_env: dict[str, str], settings: Settings, db: Database) -> Iterat
     process.stop()
 
 
+@contextmanager
+def _consumer_paused(settings: Settings, worker: WorkerProcess, queue: str) -> Iterator[None]:
+    control = create_celery(settings).control
+    control.cancel_consumer(queue, destination=[worker.name], reply=True)
+    yield
+    control.add_consumer(queue, destination=[worker.name], reply=True)
+
+
 @pytest.fixture
 def sync_paused(settings: Settings, worker: WorkerProcess) -> Iterator[None]:
     """The suite's shared worker stops consuming `sync` for the test, so the batches go to the
     worker the test controls; it consumes again afterwards."""
-    control = create_celery(settings).control
-    control.cancel_consumer("sync", destination=[worker.name], reply=True)
-    yield
-    control.add_consumer("sync", destination=[worker.name], reply=True)
+    with _consumer_paused(settings, worker, "sync"):
+        yield
+
+
+@pytest.fixture
+def maintenance_paused(settings: Settings, worker: WorkerProcess) -> Iterator[None]:
+    """The same for the `maintenance` queue: the housekeeping jobs go to the test's worker."""
+    with _consumer_paused(settings, worker, "maintenance"):
+        yield
 
 
 @pytest.fixture(scope="session")

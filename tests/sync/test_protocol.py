@@ -189,7 +189,7 @@ def test_a_chain_of_waiting_batches_applies_as_soon_as_the_gap_fills(
         "sync.apply_batch", args=[first], queue="sync", routing_key="sync"
     )  # the first batch's turn in the backlog comes
     assert c.wait_final(first)["status"] == "applied"
-    newest = c.wait_final(waiting[0], timeout=5)
+    newest = c.wait_final(waiting[0], timeout=10)
     assert newest["status"] == "applied" and newest["last_mutation_id"] == 40
     assert all(c.status(b).get_json()["status"] == "applied" for b in waiting)
     records, _ = c.pull_all()
