@@ -68,7 +68,10 @@ export interface BatchOutcome {
 /** Interpret the final status of `batch`. */
 export function readBatchOutcome(batch: readonly Mutation[], status: WireBatchStatus): BatchOutcome {
   if (status.status !== "applied") {
-    return { applied: false, failureReason: status.reason ?? status.status, rejected: [], settled: [] };
+    // A failed batch applied nothing new: its per-mutation `rejected` results (reason `gap`)
+    // are not rejections of the writes, which must be sent again.
+    const reason = status.reason ?? status.results.find((r) => r.status === "rejected")?.reason ?? status.status;
+    return { applied: false, failureReason: reason, rejected: [], settled: [] };
   }
   const byId = new Map(batch.map((m) => [m.id, m]));
   const rejected: Rejected[] = [];

@@ -80,7 +80,8 @@ test("web-todo: two browsers, one offline, both edit; a reload offline keeps uns
     assert.deepEqual(summary(offlineView), ["bread", "milk ✓"], "bob's unsent edits survived the reload");
     assert.ok(offlineView.every((i) => i.pending), "and are marked unsent");
     assert.ok(!summary(await items(pageA)).includes("bread"), "alice has not seen them yet");
-    const docs = join(PACKAGE_ROOT, "docs");
+    // The committed screenshots in docs/ are refreshed with UPDATE_SCREENSHOTS=1.
+    const docs = join(PACKAGE_ROOT, process.env["UPDATE_SCREENSHOTS"] === "1" ? "docs" : "test-results");
     mkdirSync(docs, { recursive: true });
     await pageB.screenshot({ path: join(docs, "web-todo-offline.png") });
 

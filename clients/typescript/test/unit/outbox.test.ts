@@ -48,6 +48,12 @@ test("outbox: a final status settles rejected mutations and applied ones the ser
   assert.equal(outcome.ackedThrough, 8);
   assert.deepEqual(outcome.rejected.map((r) => r.mutation.id), [7]);
   assert.deepEqual(outcome.settled, [{ mutation: batch[3], value: { title: "merged" }, version: 9 }]);
-  const failed = readBatchOutcome(batch, { batch_id: "b", status: "failed", reason: "gap", results: [] });
-  assert.deepEqual([failed.applied, failed.failureReason], [false, "gap"]);
+  // What the server sends for a gap: the batch failed, each new id "rejected" with reason gap.
+  const failed = readBatchOutcome(batch, {
+    batch_id: "b",
+    status: "failed",
+    last_mutation_id: 4,
+    results: batch.map((m) => ({ id: m.id, status: "rejected" as const, reason: "gap" })),
+  });
+  assert.deepEqual([failed.applied, failed.failureReason, failed.rejected, failed.settled], [false, "gap", [], []]);
 });
