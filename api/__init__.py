@@ -91,7 +91,7 @@ def register_security_headers(app: Flask) -> None:
 def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["offgrid.settings"] = settings
     app.extensions["offgrid.mongo"] = MongoHandle(settings.mongodb_url, settings.mongodb_database)
-    app.extensions["offgrid.celery"] = create_celery(settings)
+    app.extensions["offgrid.celery"] = create_celery(settings, results=False)
     app.extensions["offgrid.redis"] = Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2
     )

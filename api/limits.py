@@ -5,6 +5,10 @@ a valid `X-API-Key` against that key, anything else (no credentials, a bad token
 or revoked key) against the client IP. Each kind has
 its own configurable limit. A breach is `429` with `Retry-After` and the usual error body.
 Probes and the API description are not limited.
+
+While Redis is unreachable the limits fail *soft*, neither open nor closed: each web process
+counts the same limits in its own memory (flask-limiter's in-memory fallback) and goes back to
+Redis when it answers again. So a Redis outage is never a `500`, and never an unlimited API.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def register_limits(app: Flask, settings: Settings) -> Limiter:
         headers_enabled=False,
         strategy="moving-window",
         key_prefix="offgrid",
+        in_memory_fallback_enabled=True,
     )
     app.extensions["offgrid.limiter"] = limiter
 

@@ -68,6 +68,7 @@ def publish_fan_out(push_id: str) -> None:
 
 @celery_app.task(
     name="push.fan_out",
+    ignore_result=True,  # the push's state lives in the database, not in Redis
     soft_time_limit=120,
     time_limit=180,
     autoretry_for=(ConnectionFailure,),
@@ -86,6 +87,7 @@ def fan_out(push_id: str) -> dict[str, Any]:
 
 @celery_app.task(
     name="push.send_chunk",
+    ignore_result=True,
     soft_time_limit=240,
     time_limit=300,
     autoretry_for=(ConnectionFailure,),

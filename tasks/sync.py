@@ -9,6 +9,8 @@ from typing import Any
 
 from celery import Task
 from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from push import tickles
 from sync import batches, chain
@@ -32,9 +34,13 @@ CHAIN_BUDGET_SECONDS = 60
 @celery_app.task(
     name="sync.apply_batch",
     bind=True,
+    # Clients read a batch's status from the database; storing task states in Redis would
+    # make applying depend on Redis (a state write that fails loses the message).
+    ignore_result=True,
     soft_time_limit=240,
     time_limit=300,
-    autoretry_for=(ConnectionFailure,),
+    # The database or Redis (locks) unreachable: the batch waits for them, it does not fail.
+    autoretry_for=(ConnectionFailure, RedisConnectionError, RedisTimeoutError),
     retry_backoff=True,
     max_retries=None,
 )

@@ -105,10 +105,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_celery(settings: Settings | None = None) -> Celery:
+def create_celery(settings: Settings | None = None, *, results: bool = True) -> Celery:
+    """The Celery app. `results=False` for a publisher that never reads task results (the
+    API): Celery's Redis result backend subscribes to every published task's result, which
+    would make publishing depend on Redis."""
     settings = settings or load_settings()
     app = Celery("offgrid", include=["tasks.sync", "tasks.maintenance", "tasks.push"])
-    app.config_from_object(celery_config(settings))
+    config = celery_config(settings)
+    if not results:
+        config["result_backend"] = None
+    app.config_from_object(config)
     app.offgrid_settings = settings  # type: ignore[attr-defined]
     app.offgrid_mongo = MongoHandle(settings.mongodb_url, settings.mongodb_database)  # type: ignore[attr-defined]
     return app

@@ -88,7 +88,11 @@ def test_g1_resubmitted_and_redelivered_batches_change_nothing(
     celery = create_celery(settings)
     for batch_id in (first["batch_id"], again["batch_id"]):
         redelivery = celery.send_task(
-            "sync.apply_batch", args=[batch_id], queue="sync", routing_key="sync"
+            "sync.apply_batch",
+            args=[batch_id],
+            queue="sync",
+            routing_key="sync",
+            ignore_result=False,  # the task stores none unless asked: this test waits on it
         )
         assert redelivery.get(timeout=30)["status"] == "applied"
     _assert_applied_once(client, db, team, client.status(first["batch_id"]).get_json())
