@@ -225,6 +225,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
         hlc: HLC_ZERO,
         ackedThrough: 0,
       };
+      if (this.#requestedClientId) this.#meta.checkLedger = true;
       await this.#storage.write({ meta: this.#meta });
     }
     for (const record of snapshot.records) this.#setRecord(record);
@@ -492,6 +493,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
   async #uploadLoop(): Promise<void> {
     let failedBatches = 0;
     try {
+      if (this.#meta.checkLedger) await this.#moveIdsPastLedger();
       for (;;) {
         const batch = nextBatch(this.#outbox, this.#meta.ackedThrough);
         if (batch.length === 0) {
@@ -524,6 +526,16 @@ class SyncEngine implements OffgridClient, CollectionHost {
       this.#setStatus({ uploading: false });
       throw error;
     }
+  }
+
+  /**
+   * A reused `client_id` on fresh storage would number its writes from 1 again, and the server
+   * would take them for duplicates and drop them. Before the first push, pull to `has_more:
+   * false` (whose `last_mutation_id` is the ledger) and renumber the never-sent outbox past it.
+   */
+  async #moveIdsPastLedger(): Promise<void> {
+    if (this.#usedScopes.size === 0) return; // nothing written anywhere yet: check next time
+    await this.#pull(0); // its caught-up reply renumbers the outbox (see #pullChain)
   }
 
   async #pushBatch(batch: Mutation[]): Promise<WireBatchStatus> {
@@ -702,18 +714,33 @@ class SyncEngine implements OffgridClient, CollectionHost {
           pulledReplaces(this.#records.get(recordKey(r.scope, r.collection, r.key)), r),
         );
         let remove: number[] = [];
+        let append: Mutation[] = [];
         let kept = this.#outbox;
-        if (result.caughtUp) {
-          const pruned = pruneOutbox(this.#outbox, result.lastMutationId, new Set(scopes));
+        let meta: ClientMeta = this.#meta;
+        if (result.caughtUp && meta.checkLedger) {
+          // First full pull of fresh storage under an explicit client_id: this reply's
+          // last_mutation_id is the server's ledger for that id; move the (never sent) outbox
+          // past it, in this same transaction, before anything could prune or send it.
+          const first = kept[0]?.id ?? meta.lastMutationId + 1;
+          const shift = Math.max(0, result.lastMutationId - (first - 1));
+          const { checkLedger: _checked, ...rest } = meta;
+          meta = { ...rest, lastMutationId: Math.max(meta.lastMutationId + shift, result.lastMutationId) };
+          if (shift > 0) {
+            remove = kept.map((m) => m.id);
+            append = kept.map((m) => ({ ...m, id: m.id + shift }));
+            kept = append;
+          }
+        } else if (result.caughtUp) {
+          const pruned = pruneOutbox(kept, result.lastMutationId, new Set(scopes));
           remove = pruned.removed.map((m) => m.id);
           kept = pruned.kept;
         }
-        const acked = Math.max(this.#meta.ackedThrough, result.lastMutationId);
-        const write: StorageWrite = { upsert, checkpoints: result.checkpoints, remove };
-        const meta = acked !== this.#meta.ackedThrough ? { ...this.#meta, ackedThrough: acked } : undefined;
-        if (meta) write.meta = meta;
+        const acked = Math.max(meta.ackedThrough, result.lastMutationId);
+        if (acked !== meta.ackedThrough) meta = { ...meta, ackedThrough: acked };
+        const write: StorageWrite = { upsert, checkpoints: result.checkpoints, remove, append };
+        if (meta !== this.#meta) write.meta = meta;
         await this.#persist(write);
-        if (meta) this.#meta = meta;
+        this.#meta = meta;
         const touched = new Set<string>();
         for (const record of upsert) {
           this.#setRecord(record);

@@ -92,8 +92,8 @@ export function indexedDbStorage(name: string, factory?: IDBFactory): Storage {
         for (const record of write.upsert ?? []) {
           records.put(record, recordKey(record.scope, record.collection, record.key));
         }
-        for (const mutation of write.append ?? []) outbox.put(mutation, mutation.id);
         for (const id of write.remove ?? []) outbox.delete(id);
+        for (const mutation of write.append ?? []) outbox.put(mutation, mutation.id);
         for (const [scope, checkpoint] of Object.entries(write.checkpoints ?? {})) {
           checkpoints.put(checkpoint, scope);
         }

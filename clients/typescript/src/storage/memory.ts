@@ -38,8 +38,8 @@ export function memoryStorage(): Storage {
       for (const record of data.upsert ?? []) {
         records.set(recordKey(record.scope, record.collection, record.key), record);
       }
-      for (const mutation of data.append ?? []) outbox.set(mutation.id, mutation);
       for (const id of data.remove ?? []) outbox.delete(id);
+      for (const mutation of data.append ?? []) outbox.set(mutation.id, mutation);
       if (data.checkpoints) checkpoints = { ...checkpoints, ...data.checkpoints };
       if (data.meta) meta = data.meta;
     },

@@ -128,13 +128,13 @@ export function sqliteStorage(executor: SqliteExecutor, options: SqliteStorageOp
               params,
             );
           }
-          for (const mutation of write.append ?? []) {
-            await run(`INSERT OR REPLACE INTO ${t.outbox} (id, body) VALUES (?, ?)`, [mutation.id, JSON.stringify(mutation)]);
-          }
           const remove = write.remove ?? [];
           for (let i = 0; i < remove.length; i += 500) {
             const chunk = remove.slice(i, i + 500);
             await run(`DELETE FROM ${t.outbox} WHERE id IN (${chunk.map(() => "?").join(", ")})`, chunk);
+          }
+          for (const mutation of write.append ?? []) {
+            await run(`INSERT OR REPLACE INTO ${t.outbox} (id, body) VALUES (?, ?)`, [mutation.id, JSON.stringify(mutation)]);
           }
           for (const [scope, checkpoint] of Object.entries(write.checkpoints ?? {})) {
             await run(`INSERT OR REPLACE INTO ${t.checkpoints} (scope, checkpoint) VALUES (?, ?)`, [scope, checkpoint]);

@@ -21,6 +21,12 @@ export interface ClientMeta {
   ackedThrough: number;
   /** The signed-in user last seen (`sub`), for the personal scope while offline. */
   user?: string;
+  /**
+   * Set when new storage was given an explicit `clientId`: that id may have sent mutations
+   * before (say it was kept in the keychain across a reinstall), so the server's ledger is
+   * read before the first push and unsent ids are moved past it.
+   */
+  checkLedger?: boolean;
 }
 
 /** Everything a client needs at start-up. */
@@ -31,7 +37,7 @@ export interface StorageSnapshot {
   checkpoints: Checkpoints;
 }
 
-/** One transaction. Steps apply in this order: drop scopes, upserts, outbox, checkpoints, meta. */
+/** One transaction. Steps apply in this order: drop scopes, upserts, outbox removals, outbox appends, checkpoints, meta. */
 export interface StorageWrite {
   /** Forget these scopes' records and checkpoints (a `410` resync). */
   dropScopes?: string[];

@@ -221,3 +221,23 @@ test("410 resync: pending writes are uploaded first, then the scope is dropped a
   assert.deepEqual(await serverState(user, [scope]), new Map(notes.all().map((r) => [`${scope}/notes/${r.key}`, r.value])));
   await Promise.all([client.close(), other.close()]);
 });
+
+test("reused client_id on fresh storage (say kept in the keychain across a reinstall): new writes move past the server's ledger instead of being dropped as duplicates", async () => {
+  const user = newUser();
+  const clientId = `reused${newUser("id").replace(/-/g, "")}`;
+  const before = clientFor(user, { clientId });
+  for (const key of ["a", "b", "c"]) await before.collection("notes").put(key, { v: key });
+  await before.awaitSynced();
+  await before.close();
+
+  const reinstalled = clientFor(user, { clientId, storage: memoryStorage() });
+  await reinstalled.collection("notes").put("d", { v: "d" });
+  await reinstalled.collection("notes").put("e", { v: "e" });
+  await reinstalled.awaitSynced();
+  const state = await serverState(user, [`user:${user}`]);
+  assert.deepEqual([...state.keys()].sort(), ["a", "b", "c", "d", "e"].map((k) => `user:${user}/notes/${k}`));
+  await reinstalled.collection("notes").put("f", { v: "f" });
+  await reinstalled.awaitSynced();
+  assert.equal((await serverState(user, [`user:${user}`])).size, 6);
+  await reinstalled.close();
+});

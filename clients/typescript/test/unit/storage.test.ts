@@ -25,6 +25,10 @@ async function contract(storage: Storage): Promise<void> {
   assert.deepEqual(loaded.outbox.map((x) => x.id), [2]);
   assert.equal(loaded.records.length, 2);
   assert.deepEqual(loaded.checkpoints, { "user:alice": "cp-a", "team:1": "cp-t" });
+  // Renumbering (removals before appends): ids 2 → 3 and a new 2 in one transaction.
+  await storage.write({ remove: [2], append: [m(3), { ...m(2), key: "moved" }] });
+  assert.deepEqual((await storage.load()).outbox.map((x) => [x.id, x.key]), [[2, "moved"], [3, "t3"]]);
+  await storage.write({ remove: [2, 3], append: [m(2)] });
   await storage.write({ dropScopes: ["team:1"] });
   loaded = await storage.load();
   assert.deepEqual(loaded.records.map((r) => r.key), ["a"]);
