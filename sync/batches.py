@@ -333,6 +333,12 @@ def behind_a_pending_batch(db: Database, client_id: str, mutations: Sequence[dic
     return mutations[0]["id"] > last + 1 and _next_is_pending(db, client_id, last + 1)
 
 
+def seen(db: Database, batch_id: str) -> None:
+    """A worker took a message for the batch (housekeeping tells a live message from a lost
+    one by this)."""
+    db[BATCHES].update_one({"_id": batch_id}, {"$set": {"seen_at": datetime.now(UTC)}})
+
+
 def _ledger(db: Database, client_id: str) -> int:
     doc = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1}) or {}
     return int(doc.get("last_mutation_id", 0))

@@ -36,6 +36,7 @@ from sync.batches import (
     GapPending,
     WaitingForPredecessor,
     apply_batch,
+    seen,
 )
 from sync.leases import LeaseLost, LeaseUnavailable
 
@@ -93,6 +94,7 @@ def apply_in_order(
     says the worker is shutting down.
     """
     deadline = time.monotonic() + budget_seconds
+    seen(db, batch_id)
     try:
         status = apply_batch(db, redis, batch_id, config, crash_point=crash_point)
     except WaitingForPredecessor:

@@ -1,8 +1,8 @@
 """Sync housekeeping run by celery beat (SPEC §6). Each job is idempotent.
 
-- `requeue_stuck_batches`: a batch still `queued`/`applying` long after any worker would have
-  finished or given up on it lost its message (dead-lettered past the delivery limit, or a
-  broker that lost it). Publishing it again is safe: applying a batch is idempotent.
+- `requeue_stuck_batches`: a batch whose message is provably gone (no worker saw it for
+  `STUCK_BATCH_AFTER` while nothing waits on the `sync` queue) is published again; applying a
+  batch is idempotent, so a duplicate costs one lookup.
 - `expire_batches`: final batch records older than the retention are deleted.
 - `purge_tombstones`: tombstones older than the horizon are deleted; a client whose
   checkpoint is that old gets `410 resync_required` instead of missing a delete.
@@ -29,16 +29,35 @@ from sync.scopelog import RECORDS, committed_seq
 MAX_REQUEUES = 3
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def requeue_stuck_batches(
-    db: Database, publish: Callable[[str], None], older_than: timedelta, now: datetime | None = None
+    db: Database,
+    publish: Callable[[str], None],
+    older_than: timedelta,
+    backlog: Callable[[], int],
+    now: datetime | None = None,
 ) -> int:
-    """Publish stuck batches again; after MAX_REQUEUES, fail them so their status is final."""
+    """Publish again the batches whose message is provably gone; return how many.
+
+    A batch waiting its turn is never touched: one that is parked has its chain; one whose
+    message is in line is alive while `backlog()` (messages ready on `sync`) is not 0. With the
+    queue empty, a batch no worker has seen for `older_than` has no message left anywhere (every
+    delayed retry is shorter: `GAP_TIMEOUT` and the task backoff are capped below it), so it is
+    published again. `undeliverable` only ends a poison batch: one that workers took after each
+    of MAX_REQUEUES republishes and never finished. A slow system never fails a batch.
+    """
     now = now or datetime.now(UTC)
+    cutoff = now - older_than
     stuck = db[BATCHES].find(
-        {"status": {"$in": [QUEUED, APPLYING]}, "created_at": {"$lt": now - older_than}},
-        {"requeues": 1, "requeued_at": 1, "mutations": 1, "client_id": 1, "parked_at": 1},
-    )
+        {"status": {"$in": [QUEUED, APPLYING]}, "created_at": {"$lt": cutoff}},
+        {"requeues": 1, "requeued_at": 1, "seen_at": 1, "updated_at": 1, "mutations": 1,
+         "client_id": 1, "parked_at": 1},
+    )  # fmt: skip
     count = 0
+    busy: bool | None = None
     for doc in stuck:
         if doc.get("parked_at") is not None:
             # Parked behind a stored predecessor, whose worker applies it next: leave it. If the
@@ -47,16 +66,23 @@ def requeue_stuck_batches(
             if not behind_a_pending_batch(db, doc["client_id"], doc["mutations"]):
                 count += hand_off(db, doc["_id"], publish)
             continue
-        last = doc.get("requeued_at")
-        if (
-            last is not None
-            and (last if last.tzinfo else last.replace(tzinfo=UTC)) > now - older_than
-        ):
-            continue  # republished recently: give that message its time
+        seen, requeued = _aware(doc.get("seen_at")), _aware(doc.get("requeued_at"))
+        latest = max(m for m in (seen, requeued, _aware(doc.get("updated_at"))) if m is not None)
+        if latest > cutoff:
+            continue  # a worker took it, or it was republished, lately: its message is alive
+        if busy is None:
+            busy = backlog() > 0
+        if busy:
+            continue  # its message may be in line behind the others: never multiply a backlog
         requeues = int(doc.get("requeues", 0))
-        if requeues >= MAX_REQUEUES:
-            # It kept failing on every worker: a poison batch. End it, so it is not "applying"
-            # forever; the client sees `failed` and nothing of it was applied twice.
+        if (
+            requeues >= MAX_REQUEUES
+            and seen is not None
+            and requeued is not None
+            and seen > requeued
+        ):
+            # Workers took it after every republish and never finished it: a poison batch. End
+            # it, so it is not "applying" forever; nothing of it was applied twice.
             db[BATCHES].update_one(
                 {"_id": doc["_id"], "status": {"$in": [QUEUED, APPLYING]}},
                 {"$set": {"status": FAILED, "reason": "undeliverable", "updated_at": now,

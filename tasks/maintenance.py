@@ -35,13 +35,20 @@ def _publish_apply(batch_id: str) -> None:
     celery_app.send_task("sync.apply_batch", args=[batch_id], queue="sync", routing_key="sync")
 
 
+def _sync_ready() -> int:
+    """Messages ready on the `sync` queue (a passive declare: it creates nothing)."""
+    with celery_app.connection_for_write() as conn:
+        _, ready, _ = conn.default_channel.queue_declare(queue="sync", passive=True)
+    return int(ready)
+
+
 @celery_app.task(name="maintenance.requeue_stuck_batches", soft_time_limit=240, time_limit=300)
 def requeue_stuck_batches() -> dict[str, Any]:
     older = timedelta(seconds=settings().stuck_batch_seconds)
     return exclusive(
         "requeue_stuck_batches",
         300,
-        lambda: housekeeping.requeue_stuck_batches(mongo().db, _publish_apply, older),
+        lambda: housekeeping.requeue_stuck_batches(mongo().db, _publish_apply, older, _sync_ready),
     )
 
 

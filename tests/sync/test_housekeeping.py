@@ -102,3 +102,37 @@ def test_every_beat_interval_comes_from_the_environment(test_env: dict[str, str]
     for n, (name, task) in enumerate(names.items()):
         assert every[task] == 7 + n, name
     assert every["maintenance.expire_pushes"] == every["maintenance.expire_batches"]
+
+
+def _ready(settings: Settings, queue: str) -> int:
+    with create_celery(settings).connection_for_write() as conn:
+        return int(conn.default_channel.queue_declare(queue=queue, passive=True)[1])
+
+
+@pytest.mark.usefixtures("sync_paused")
+def test_an_old_backlog_is_neither_multiplied_nor_failed(
+    settings: Settings, db: Database, new_client: Any, run_maintenance: Any, worker: Any
+) -> None:
+    """After a long outage every phone's batches wait in line for hours. The sweep must not
+    republish what is merely waiting (that multiplied the queue) nor fail it (that broke the
+    promise of a 202); the backlog then drains, every batch applied."""
+    clients = [new_client() for _ in range(3)]
+    ids = [
+        c.push([c.put(f"k{n}", {"n": n})]).get_json()["batch_id"]
+        for c in clients
+        for n in range(10)
+    ]
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    db[batches.BATCHES].update_many(
+        {"_id": {"$in": ids}}, {"$set": {"created_at": long_ago, "updated_at": long_ago}}
+    )
+    assert _ready(settings, "sync") == 30
+    for _ in range(4):
+        assert run_maintenance("maintenance.requeue_stuck_batches")["count"] == 0
+    assert _ready(settings, "sync") == 30  # no message added
+    assert db[batches.BATCHES].count_documents({"_id": {"$in": ids}, "status": "queued"}) == 30
+    create_celery(settings).control.add_consumer("sync", destination=[worker.name], reply=True)
+    finals = [
+        c.wait_final(b) for c, b in zip([c for c in clients for _ in range(10)], ids, strict=True)
+    ]
+    assert {f["status"] for f in finals} == {"applied"}
