@@ -603,6 +603,19 @@ class SyncEngine implements OffgridClient, CollectionHost {
         leaving.add(mutation.id);
         consider(mutation, value, version);
       }
+      // A record the server described in full already holds every earlier write of this
+      // install to it (applied in id order): those entries leave too, or re-applying them on
+      // top would briefly show an older state than the server's.
+      for (const record of upsert) {
+        const written = [...outcome.rejected.map((r) => r.mutation), ...outcome.settled.map((x) => x.mutation)]
+          .filter((m) => m.scope === record.scope && m.collection === record.collection && m.key === record.key)
+          .reduce((max, m) => Math.max(max, m.id), 0);
+        for (const m of this.#outbox) {
+          if (m.id < written && m.scope === record.scope && m.collection === record.collection && m.key === record.key) {
+            leaving.add(m.id);
+          }
+        }
+      }
       const acked = Math.max(this.#meta.ackedThrough, outcome.ackedThrough ?? 0);
       const meta = { ...this.#meta, ackedThrough: acked };
       await this.#persist({ upsert, remove: [...leaving], meta });
