@@ -1,8 +1,36 @@
-"""gunicorn settings (read from the working directory): keep Prometheus samples of exited
-worker processes from being served as if they were alive."""
+"""gunicorn settings (read from the working directory, so every gunicorn the project starts
+uses them: Procfile, Dockerfile, tests, benchmarks).
+
+- gevent workers: a live pull (`Prefer: wait=N`) waiting for a commit holds a greenlet, not a
+  thread, so one process holds thousands of them beside the normal requests.
+- On SIGTERM a worker first answers its held live pulls (no changes), so a deploy never waits
+  for them; then gunicorn's graceful shutdown finishes the other requests.
+- Prometheus samples of exited worker processes are not served as if they were alive.
+"""
 
 import os
+import signal
 from typing import Any
+
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
+# Longer than the longest live pull (60 s), so gunicorn never kills a worker holding one.
+timeout = 90
+graceful_timeout = 30
+
+
+def post_worker_init(worker: Any) -> None:
+    hub = worker.wsgi.extensions.get("offgrid.live") if hasattr(worker.wsgi, "extensions") else None
+    if hub is None:
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def answer_held_pulls_then_exit(signum: int, frame: Any) -> None:
+        hub.close()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, answer_held_pulls_then_exit)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -21,6 +21,7 @@ from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from config.logs import configure_logging, request_id
 from sync.collections import load_collections
+from sync.live import CommitHub
 from sync.store import MongoHandle
 from workers.factory import create_celery
 
@@ -97,6 +98,10 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     )
     app.extensions["offgrid.tokens"] = TokenVerifier(settings)
     app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
+    # One commit subscription per process (gunicorn forks before create_app), for live pulls.
+    app.extensions["offgrid.live"] = CommitHub(
+        lambda: Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_keepalive=True)
+    )
     app.extensions["offgrid.api"] = OffgridApi(
         app, spec_kwargs={"extra_plugins": [AuthErrorsLimitsPlugin(settings)]}
     )

@@ -86,7 +86,13 @@ class TokenVerifier:
         return sub
 
 
-def _bearer_token() -> str:
+def token_expiry(token: str) -> float:
+    """When an already verified token stops being accepted (its `exp` plus the leeway)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return float(claims["exp"]) + LEEWAY_SECONDS
+
+
+def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -104,7 +110,7 @@ def require_user(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = _bearer_token()
+        token = bearer_token()
         # The rate limiter may have verified this token already for this request.
         verified = g.get("verified_user")
         g.user = verified or current_app.extensions["offgrid.tokens"].user(token)

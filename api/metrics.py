@@ -21,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -44,6 +45,17 @@ LATENCY = Histogram(
     "HTTP request latency by route",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LIVE_HELD = Gauge(
+    "offgrid_live_pulls_held",
+    "Live pulls (Prefer: wait) waiting for a commit",
+    multiprocess_mode="livesum",
+)
+LIVE_WAKEUPS = Counter("offgrid_live_wakeups_total", "Live pulls answered, by why", ["reason"])
+LIVE_LATENCY = Histogram(
+    "offgrid_live_commit_to_reply_seconds",
+    "From a commit's announcement to the reply of a live pull it woke",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 BATCHES_ACCEPTED = Counter("offgrid_sync_batches_accepted_total", "Sync batches queued (202)")
 MUTATIONS_ACCEPTED = Counter("offgrid_sync_mutations_accepted_total", "Mutations in queued batches")
@@ -120,6 +132,8 @@ def prime_metrics(app: Flask) -> None:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             REQUESTS.labels(method, rule.rule, "200")
             LATENCY.labels(method, rule.rule)
+    for reason in ("commit", "timeout", "shutdown"):
+        LIVE_WAKEUPS.labels(reason)
     task_metrics.prime()
     push_metrics.prime(PLATFORMS, OUTCOMES)
 

@@ -10,11 +10,17 @@ from typing import Any
 from flask import current_app, g, jsonify, request
 from flask.views import MethodView
 
-from api.auth import require_user
+from api.auth import bearer_token, require_user, token_expiry
 from api.bodies import Blueprint
 from api.devices import note_seen
 from api.errors import APIError
-from api.metrics import BATCHES_ACCEPTED, MUTATIONS_ACCEPTED
+from api.metrics import (
+    BATCHES_ACCEPTED,
+    LIVE_HELD,
+    LIVE_LATENCY,
+    LIVE_WAKEUPS,
+    MUTATIONS_ACCEPTED,
+)
 from api.queueing import publish_or_503
 from api.schemas import (
     BatchAcceptedSchema,
@@ -25,23 +31,26 @@ from api.schemas import (
 )
 from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
-from sync.checkpoint import InvalidCheckpoint
+from sync.checkpoint import Checkpoint, InvalidCheckpoint
+from sync.live import positions_changed, wait_for_commit
 from sync.pull import ResyncRequired, pull
+from sync.scopelog import committed_seq
 
 blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
 _REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "too_large": 413}
-MAX_WAIT_SECONDS = 30
+MAX_WAIT_SECONDS = 30  # a push waiting for its batch
+MAX_LIVE_WAIT_SECONDS = 60  # a live pull waiting for a commit
 
 
 def _db() -> Any:
     return current_app.extensions["offgrid.mongo"].db
 
 
-def _prefer_wait() -> int:
+def _prefer_wait(most: int = MAX_WAIT_SECONDS) -> int:
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
-    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else 0
+    return min(int(match.group(1)), most) if match else 0
 
 
 def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | None:
@@ -123,36 +132,114 @@ class Pull(MethodView):
     @require_user
     @blp.arguments(PullRequestSchema, error_status_code=400)
     @blp.response(200, PullResponseSchema)
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Prefer",
+                "schema": {"type": "string", "example": "wait=30"},
+                "description": "`wait=N` (N ≤ 60): a live pull; with nothing new it waits up "
+                "to N s for a commit in one of its scopes (`Preference-Applied` says so).",
+            }
+        ]
+    )
     def post(self, body: dict[str, Any]) -> Any:
-        """Changes after each scope's checkpoint, in server order, a page per scope."""
-        for scope in body["scopes"]:
-            if not membership.can_read(_db(), g.user, scope):
-                raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
-        known = current_app.extensions["offgrid.collections"]
-        unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
-        if unknown:
-            raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
-        owner = batches.client_owner(_db(), body["client_id"])
-        if owner is not None and owner != g.user:
-            raise APIError(403, "forbidden", "client_id belongs to another user")
-        settings = current_app.extensions["offgrid.settings"]
+        """Changes after each scope's checkpoint, in server order, a page per scope; with
+        `Prefer: wait=N`, held until one of the scopes changes or N s pass."""
+        _authorize_pull(body)
         note_seen(g.user, body["client_id"])
-        try:
-            return pull(
-                _db(),
-                client_id=body["client_id"],
-                scopes=body["scopes"],
-                collections=body.get("collections"),
-                limit=body["limit"],
-                now_ms=int(time.time() * 1000),
-                horizon_seconds=settings.tombstone_horizon_seconds,
+        wait = _prefer_wait(MAX_LIVE_WAIT_SECONDS)
+        reply = _pull(body)
+        if wait:
+            reply = _live(body, reply, wait)
+        response = jsonify(PullResponseSchema().dump(reply))
+        if wait:
+            response.headers["Preference-Applied"] = f"wait={wait}"
+        return response
+
+
+def _authorize_pull(body: dict[str, Any]) -> None:
+    for scope in body["scopes"]:
+        if not membership.can_read(_db(), g.user, scope):
+            raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
+    known = current_app.extensions["offgrid.collections"]
+    unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
+    if unknown:
+        raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
+    owner = batches.client_owner(_db(), body["client_id"])
+    if owner is not None and owner != g.user:
+        raise APIError(403, "forbidden", "client_id belongs to another user")
+
+
+def _pull(body: dict[str, Any], keep_unmoved: bool = False) -> dict[str, Any]:
+    settings = current_app.extensions["offgrid.settings"]
+    try:
+        return pull(
+            _db(),
+            client_id=body["client_id"],
+            scopes=body["scopes"],
+            collections=body.get("collections"),
+            limit=body["limit"],
+            now_ms=int(time.time() * 1000),
+            horizon_seconds=settings.tombstone_horizon_seconds,
+            keep_unmoved=keep_unmoved,
+        )
+    except InvalidCheckpoint as exc:
+        raise APIError(400, "invalid_checkpoint", str(exc)) from None
+    except ResyncRequired as exc:
+        raise APIError(
+            410,
+            "resync_required",
+            f"the checkpoint of scope {exc.args[0]!r} is older than the tombstone horizon; "
+            "pull it again from a null checkpoint",
+        ) from None
+
+
+def _has_news(reply: dict[str, Any]) -> bool:
+    return any(page["changes"] or page["has_more"] for page in reply["scopes"].values())
+
+
+def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, Any]:
+    """Hold a pull with nothing new until a commit in one of its scopes, `wait` s at most, the
+    token's expiry (then 401) or a lost membership (then 403)."""
+    if _has_news(reply):
+        return reply
+    hub = current_app.extensions["offgrid.live"]
+    after = {
+        scope: Checkpoint.decode(page["checkpoint"]).seq for scope, page in reply["scopes"].items()
+    }
+    deadline = time.monotonic() + wait
+    expires = token_expiry(bearer_token())
+    reason = "timeout"
+    LIVE_HELD.inc()
+    try:
+        while True:
+            remaining = min(deadline - time.monotonic(), expires - time.time())
+            if remaining <= 0:
+                break
+            woke = wait_for_commit(
+                hub,
+                after,
+                changed=lambda: positions_changed(
+                    {scope: committed_seq(_db(), scope) for scope in after}, after
+                ),
+                timeout=remaining,
             )
-        except InvalidCheckpoint as exc:
-            raise APIError(400, "invalid_checkpoint", str(exc)) from None
-        except ResyncRequired as exc:
-            raise APIError(
-                410,
-                "resync_required",
-                f"the checkpoint of scope {exc.args[0]!r} is older than the tombstone horizon; "
-                "pull it again from a null checkpoint",
-            ) from None
+            if hub.closing:
+                reason = "shutdown"
+                break
+            if time.time() >= expires:
+                raise APIError(401, "unauthorized", "the token expired while the pull waited")
+            if woke is None:
+                continue  # the deadline or the expiry: the loop decides which
+            _authorize_pull(body)  # membership may have been lost meanwhile
+            fresh = _pull(body)
+            if _has_news(fresh):
+                if woke.committed_at is not None:
+                    LIVE_LATENCY.observe(max(0.0, time.time() - woke.committed_at))
+                LIVE_WAKEUPS.labels("commit").inc()
+                return fresh
+    finally:
+        LIVE_HELD.dec()
+    LIVE_WAKEUPS.labels(reason).inc()
+    return _pull(body, keep_unmoved=True)

@@ -36,6 +36,7 @@ from sync.collections import CollectionRegistry
 from sync.conflicts import RecordState, Rejection, asked, load_resolver, resolve
 from sync.hlc import too_far_ahead
 from sync.leases import LeaseUnavailable, ensure_held, held, refresh
+from sync.live import announce
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
 BATCHES = "sync_batches"
@@ -253,6 +254,7 @@ def _finish(db: Database, batch: dict[str, Any], **fields: Any) -> dict[str, Any
 
 def _resolve_and_commit(
     db: Database,
+    redis: Redis,
     batch: dict[str, Any],
     start: int,
     config: EngineConfig,
@@ -287,8 +289,9 @@ def _resolve_and_commit(
             refresh(locks)  # a long batch keeps its locks; a dead worker's expire
             refreshed = time.monotonic()
     ensure_held(locks)
-    for writer in writers.values():
-        writer.commit(hook)
+    for scope, writer in writers.items():
+        if writer.commit(hook):
+            announce(redis, scope, writer.committed_seq)  # wakes the live pulls of the scope
     return results
 
 
@@ -317,7 +320,7 @@ def apply_batch(
     names = [lease] + [f"scope:{scope}" for scope in scopes]
     try:
         with held(redis, names, config.lock_ttl_seconds, config.lock_wait_seconds) as locks:
-            return _apply_held(db, batch_id, batch, config, now, locks, crash_point)
+            return _apply_held(db, redis, batch_id, batch, config, now, locks, crash_point)
     except LeaseUnavailable as exc:
         # The client's lease is busy. If an earlier stored batch must go first, its worker (the
         # likely holder) goes on with this one: nothing to retry.
@@ -346,6 +349,7 @@ def _ledger(db: Database, client_id: str) -> int:
 
 def _apply_held(
     db: Database,
+    redis: Redis,
     batch_id: str,
     batch: dict[str, Any],
     config: EngineConfig,
@@ -394,7 +398,7 @@ def _apply_held(
 
     results = batch.get("staged_results")
     if results is None:
-        results = _resolve_and_commit(db, batch, start, config, now, locks, hook)
+        results = _resolve_and_commit(db, redis, batch, start, config, now, locks, hook)
         db[BATCHES].update_one({"_id": batch_id}, {"$set": {"staged_results": results}})
         hook("after_results")
 

@@ -78,8 +78,11 @@ def pull(
     limit: int,
     now_ms: int,
     horizon_seconds: int,
+    keep_unmoved: bool = False,
 ) -> dict[str, Any]:
-    """One page of each scope. A `None` checkpoint is an initial sync: live records only."""
+    """One page of each scope. A `None` checkpoint is an initial sync: live records only.
+    `keep_unmoved` hands back a scope's own checkpoint when nothing moved (a live pull that
+    timed out answers "the same checkpoints")."""
     starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
     # Read the ledger first: the effects it acknowledges were committed before it moved.
     ledger = last_mutation_id(db, client_id)
@@ -96,11 +99,19 @@ def pull(
     }
     floor = min(ledger, max(start.acknowledged for start in starts.values()))
     acknowledged = _acknowledged(db, client_id, ledger, floor, pages)
+
+    def checkpoint(scope: str, page: Page) -> str:
+        given, start = scopes[scope], starts[scope]
+        unmoved = (page.position, acknowledged) == (start.seq, start.acknowledged)
+        if keep_unmoved and given is not None and unmoved:
+            return given  # a live pull that timed out: the same checkpoint
+        return Checkpoint(page.position, now_ms, acknowledged).encode()
+
     return {
         "scopes": {
             scope: {
                 "changes": _changes(page),
-                "checkpoint": Checkpoint(page.position, now_ms, acknowledged).encode(),
+                "checkpoint": checkpoint(scope, page),
                 "has_more": page.has_more,
             }
             for scope, page in pages.items()

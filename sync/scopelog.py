@@ -124,9 +124,11 @@ class ScopeWriter:
         self._staged[doc["_id"]] = staged
         return staged
 
-    def commit(self, crash_point: Callable[[str], None] | None = None) -> None:
+    def commit(self, crash_point: Callable[[str], None] | None = None) -> bool:
+        """Write the staged records, then raise the watermark over them; False if nothing was
+        staged."""
         if not self._staged:
-            return
+            return False
         hook = crash_point or (lambda _step: None)
         # New records go in one insert_many (a bulk insert is cheap everywhere); changed ones are
         # replaced one by one (FerretDB 1.24 hangs on multi-statement updates).
@@ -156,6 +158,7 @@ class ScopeWriter:
         hook("after_head_write")
         self._loaded.update(self._staged)
         self._staged.clear()
+        return True
 
 
 def committed_seq(db: Database, scope: str) -> int:

@@ -1,0 +1,181 @@
+"""Live pull (SPEC §2 "Live pull"): a pull with nothing new waits until a scope it reads commits.
+
+The worker that raises a scope's watermark announces it once per commit on one Redis pub/sub
+channel (`announce`). Each serving process keeps one subscription (`CommitHub`, one listener
+thread, or greenlet under gevent) and a map from scope to the pulls waiting on it; a commit
+wakes exactly those, and they pull again. Nothing polls the database while pulls wait.
+
+No wake-up is missed: a waiting pull registers first, makes sure the hub is subscribed, and
+only then re-reads the watermarks from the database, so a commit is either seen by that read or
+announced after it, to a subscription that already exists. A lost connection wakes every
+waiting pull to look again, and the hub subscribes anew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+CHANNEL = "offgrid:commits"
+log = logging.getLogger(__name__)
+
+
+def announce(redis: Redis, scope: str, seq: int) -> None:
+    """Tell every serving process that `scope` committed up to `seq` (best effort: a pull
+    that misses it ends at its timeout and pulls again)."""
+    try:
+        redis.publish(CHANNEL, json.dumps({"scope": scope, "seq": seq, "at": time.time()}))
+    except RedisError as exc:
+        log.warning("could not announce the commit of %s: %r", scope, exc)
+
+
+@dataclass(eq=False)
+class Waiter:
+    """One waiting pull: the scopes it reads, and the event that wakes it."""
+
+    scopes: frozenset[str]
+    event: threading.Event = field(default_factory=threading.Event)
+    committed_at: float | None = None  # when the commit that woke it was announced
+
+
+class CommitHub:
+    """One subscription per process; wakes the pulls waiting on a scope when it commits."""
+
+    def __init__(self, redis_factory: Callable[[], Redis]) -> None:
+        self._redis_factory = redis_factory
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[Waiter]] = {}
+        self._subscribed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._closing = False
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def register(self, scopes: Iterable[str]) -> Waiter:
+        waiter = Waiter(frozenset(scopes))
+        with self._lock:
+            if self._closing:
+                waiter.event.set()
+            for scope in waiter.scopes:
+                self._waiters.setdefault(scope, set()).add(waiter)
+        return waiter
+
+    def unregister(self, waiter: Waiter) -> None:
+        with self._lock:
+            for scope in waiter.scopes:
+                waiting = self._waiters.get(scope)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[scope]
+
+    def subscribed(self, timeout: float) -> bool:
+        """Start the listener if needed; True once its subscription is confirmed."""
+        with self._lock:
+            if self._listener is None or not self._listener.is_alive():
+                self._listener = threading.Thread(
+                    target=self._listen, name="offgrid-commit-hub", daemon=True
+                )
+                self._listener.start()
+        return self._subscribed.wait(timeout)
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len({w for waiters in self._waiters.values() for w in waiters})
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Wake every waiting pull and take no more (the process is shutting down)."""
+        self._closing = True
+        self._wake_all()
+
+    # -- the subscription -----------------------------------------------------------------
+
+    def _wake(self, scope: str, committed_at: float | None) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(scope, ()))
+        for waiter in waiters:
+            waiter.committed_at = committed_at
+            waiter.event.set()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            waiters = {w for waiting in self._waiters.values() for w in waiting}
+        for waiter in waiters:
+            waiter.event.set()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._closing:
+            pubsub = None
+            try:
+                pubsub = self._redis_factory().pubsub()
+                pubsub.subscribe(CHANNEL)
+                for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        self._subscribed.set()
+                        backoff = 0.1
+                    elif message["type"] == "message":
+                        self._dispatch(message["data"])
+                    if self._closing:
+                        break
+            except (RedisError, OSError) as exc:
+                log.warning("commit subscription lost: %r", exc)
+            finally:
+                self._subscribed.clear()
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        pubsub.close()
+            # Commits may have been missed meanwhile: every waiting pull looks again.
+            self._wake_all()
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, data: bytes | str) -> None:
+        try:
+            note = json.loads(data)
+            scope, at = str(note["scope"]), note.get("at")
+        except (ValueError, KeyError, TypeError):
+            return
+        self._wake(scope, float(at) if isinstance(at, int | float) else None)
+
+
+def wait_for_commit(
+    hub: CommitHub,
+    scopes: Iterable[str],
+    changed: Callable[[], bool],
+    timeout: float,
+) -> Waiter | None:
+    """Wait up to `timeout` s for a commit in one of `scopes`. `changed()` re-reads the
+    watermarks once the subscription is in place (a commit before it is not missed).
+    Returns the woken waiter, or None when the time ran out."""
+    waiter = hub.register(scopes)
+    try:
+        deadline = time.monotonic() + timeout
+        if not hub.subscribed(timeout):
+            return None  # no subscription: the caller answers "nothing new" at its timeout
+        if changed() or hub.closing:
+            return waiter
+        remaining = deadline - time.monotonic()
+        if remaining > 0 and waiter.event.wait(remaining):
+            return waiter
+        return None
+    finally:
+        hub.unregister(waiter)
+
+
+def positions_changed(watermarks: Mapping[str, int], after: Mapping[str, int]) -> bool:
+    """Whether any scope's watermark moved past the position the pull left it at."""
+    return any(watermarks[scope] > position for scope, position in after.items())

@@ -1,0 +1,175 @@
+"""Live pull (SPEC §2): `Prefer: wait=N` holds a pull with nothing new until a commit in one of
+its scopes, through a real worker, Redis pub/sub and the database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import jwt
+import pytest
+from redis import Redis
+
+from config import Settings
+from sync.live import CommitHub, announce, wait_for_commit
+from sync.scopelog import SCOPES, committed_seq
+from tests.sync_client import SyncTestClient
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _held(
+    app: Any, c: SyncTestClient, scopes: dict[str, str | None], wait: int, **headers: str
+) -> Future:
+    """Start a live pull in another thread; its future gives (reply, seconds it took)."""
+
+    def run() -> tuple[Any, float]:
+        started = time.monotonic()
+        reply = app.test_client().post(
+            "/v1/sync/pull",
+            json={"client_id": c.client_id, "scopes": scopes},
+            headers={**c.headers, "Prefer": f"wait={wait}", **headers},
+        )
+        return reply, time.monotonic() - started
+
+    return ThreadPoolExecutor(1).submit(run)
+
+
+def _settle(app: Any, count: int = 1) -> None:
+    """Wait until `count` live pulls are held (so the test's commit comes after they wait)."""
+    hub = app.extensions["offgrid.live"]
+    deadline = time.monotonic() + 10
+    while hub.waiting < count:
+        assert time.monotonic() < deadline, f"{hub.waiting} pulls held, want {count}"
+        time.sleep(0.01)
+
+
+def _shared(new_client: Any, admin: dict[str, str], count: int) -> list[SyncTestClient]:
+    members = [new_client() for _ in range(count)]
+    scope = f"team:{members[0].user}"
+    for member in members:
+        member.scope = scope
+        member.http.put(
+            f"/v1/admin/scopes/{scope}/members/{member.user}",
+            json={"role": "writer"},
+            headers=admin,
+        )
+    return members
+
+
+def test_a_held_pull_returns_with_another_clients_commit(
+    app: Any, new_client: Any, admin: dict[str, str]
+) -> None:
+    alice, bob = _shared(new_client, admin, 2)
+    _, checkpoint = bob.pull_all()
+    held = _held(app, bob, {bob.scope: checkpoint}, wait=30)
+    _settle(app)
+    assert alice.push([alice.put("n1", {"v": 1})], wait=20).status_code == 200
+    reply, took = held.result(timeout=40)
+    assert reply.status_code == 200
+    assert reply.headers["Preference-Applied"] == "wait=30"
+    changes = reply.get_json()["scopes"][bob.scope]["changes"]
+    assert [(x["key"], x["value"]) for x in changes] == [("n1", {"v": 1})]
+    assert took < 25  # woken by the commit, not by the timeout
+
+
+def test_a_held_pull_with_nothing_to_see_times_out_with_the_same_checkpoint(
+    app: Any, sync_client: SyncTestClient
+) -> None:
+    c = sync_client
+    assert c.push([c.put("k", {"v": 1})], wait=20).status_code == 200
+    _, checkpoint = c.pull_all()
+    reply, took = _held(app, c, {c.scope: checkpoint}, wait=2).result(timeout=30)
+    assert reply.status_code == 200 and took >= 2
+    assert reply.headers["Preference-Applied"] == "wait=2"
+    page = reply.get_json()["scopes"][c.scope]
+    assert page == {"changes": [], "checkpoint": checkpoint, "has_more": False}
+
+
+def test_a_pull_with_changes_is_answered_at_once(app: Any, sync_client: SyncTestClient) -> None:
+    c = sync_client
+    assert c.push([c.put("k", {"v": 1})], wait=20).status_code == 200
+    reply, took = _held(app, c, {c.scope: None}, wait=30).result(timeout=30)
+    assert [x["key"] for x in reply.get_json()["scopes"][c.scope]["changes"]] == ["k"]
+    assert took < 20
+
+
+def test_a_held_pull_of_several_scopes_wakes_on_any_of_them(
+    app: Any, new_client: Any, admin: dict[str, str]
+) -> None:
+    alice, bob = _shared(new_client, admin, 2)
+    _, team_cp = bob.pull_all()
+    _, own_cp = bob.pull_all(f"user:{bob.user}")
+    held = _held(app, bob, {f"user:{bob.user}": own_cp, bob.scope: team_cp}, wait=30)
+    _settle(app)
+    assert alice.push([alice.put("shared", {"v": 2})], wait=20).status_code == 200
+    reply, took = held.result(timeout=40)
+    scopes = reply.get_json()["scopes"]
+    assert [x["key"] for x in scopes[bob.scope]["changes"]] == ["shared"]
+    assert scopes[f"user:{bob.user}"]["changes"] == []
+    assert took < 25
+
+
+def test_a_commit_between_the_first_look_and_the_subscription_is_not_missed(
+    settings: Settings, db: Any, redis_client: Redis
+) -> None:
+    """The race, injected: the commit lands and is announced after the pull found nothing but
+    before its process subscribed. The announcement is lost; the re-read after subscribing is
+    what sees the commit."""
+    scope = f"team:race-{time.time_ns()}"
+    db[SCOPES].replace_one({"_id": scope}, {"_id": scope, "committed_seq": 5}, upsert=True)
+    seen = committed_seq(db, scope)  # the pull's first look: nothing after 5
+    hub = CommitHub(lambda: Redis.from_url(settings.redis_url))
+    db[SCOPES].update_one({"_id": scope}, {"$set": {"committed_seq": 6}})  # a commit…
+    announce(Redis.from_url(settings.redis_url), scope, 6)  # …announced to no one yet
+    started = time.monotonic()
+    woke = wait_for_commit(hub, [scope], lambda: committed_seq(db, scope) > seen, timeout=10)
+    assert woke is not None and time.monotonic() - started < 5
+    hub.close()
+
+
+def test_losing_membership_ends_a_held_pull_with_403(
+    app: Any, new_client: Any, admin: dict[str, str]
+) -> None:
+    alice, bob = _shared(new_client, admin, 2)
+    _, checkpoint = bob.pull_all()
+    held = _held(app, bob, {bob.scope: checkpoint}, wait=30)
+    _settle(app)
+    bob.http.delete(f"/v1/admin/scopes/{bob.scope}/members/{bob.user}", headers=admin)
+    assert alice.push([alice.put("after", {"v": 1})], wait=20).status_code == 200
+    reply, _ = held.result(timeout=40)
+    assert reply.status_code == 403
+    assert reply.get_json()["error"]["code"] == "forbidden"
+
+
+def test_a_token_expiring_while_held_ends_the_pull_with_401(
+    app: Any, sync_client: SyncTestClient, settings: Settings
+) -> None:
+    c = sync_client
+    _, checkpoint = c.pull_all()
+    # Still accepted for about 2 s (the server allows 30 s of clock leeway past `exp`).
+    exp = int(time.time()) - 28
+    token = jwt.encode({"sub": c.user, "exp": exp}, settings.jwt_secret, algorithm="HS256")
+    reply, took = _held(
+        app, c, {c.scope: checkpoint}, wait=30, Authorization=f"Bearer {token}"
+    ).result(timeout=40)
+    assert reply.status_code == 401 and took < 20
+
+
+def test_shutdown_answers_held_pulls_at_once(
+    settings: Settings, sync_client: SyncTestClient
+) -> None:
+    from api import create_app
+
+    app = create_app(settings)  # its own hub, closed as a process shutting down closes it
+    c = sync_client
+    _, checkpoint = c.pull_all()
+    held = [_held(app, c, {c.scope: checkpoint}, wait=60) for _ in range(3)]
+    _settle(app, 3)
+    threading.Timer(0.2, app.extensions["offgrid.live"].close).start()
+    for future in held:
+        reply, took = future.result(timeout=30)
+        assert reply.status_code == 200 and took < 20
+        assert reply.get_json()["scopes"][c.scope]["changes"] == []
