@@ -571,10 +571,14 @@ class SyncEngine implements OffgridClient, CollectionHost {
     await this.#serial(async () => {
       const leaving = new Set<number>();
       const upsert: ServerRecord[] = [];
-      const consider = (mutation: Mutation, value: JsonObject | null | undefined, version: number | undefined) => {
-        if (value === undefined || version === undefined) return;
+      /** Store the record a result describes; false when it may not be trusted to stay right. */
+      const consider = (mutation: Mutation, value: JsonObject | null | undefined, version: number | undefined): boolean => {
+        if (value === undefined || version === undefined) return false;
+        // Never into a scope not pulled yet: its first pull (null checkpoint) brings live records
+        // only, so a record the server deletes meanwhile would never be corrected.
+        if (this.#checkpoints[mutation.scope] == null) return false;
         const held = this.#records.get(recordKey(mutation.scope, mutation.collection, mutation.key));
-        if (held && !held.deleted && held.version > version) return; // a newer pull got here first
+        if (held && !held.deleted && held.version > version) return true; // a newer pull got here first
         upsert.push({
           scope: mutation.scope,
           collection: mutation.collection,
@@ -583,6 +587,7 @@ class SyncEngine implements OffgridClient, CollectionHost {
           deleted: value === null,
           version,
         });
+        return true;
       };
       for (const { mutation, result } of outcome.rejected) {
         leaving.add(mutation.id);
@@ -600,14 +605,15 @@ class SyncEngine implements OffgridClient, CollectionHost {
         events.push(event);
       }
       for (const { mutation, value, version } of outcome.settled) {
-        leaving.add(mutation.id);
-        consider(mutation, value, version);
+        // Settled only when the record is stored; else it waits for the pull like the others.
+        if (consider(mutation, value, version)) leaving.add(mutation.id);
       }
       // A record the server described in full already holds every earlier write of this
       // install to it (applied in id order): those entries leave too, or re-applying them on
       // top would briefly show an older state than the server's.
       for (const record of upsert) {
         const written = [...outcome.rejected.map((r) => r.mutation), ...outcome.settled.map((x) => x.mutation)]
+          .filter((m) => leaving.has(m.id))
           .filter((m) => m.scope === record.scope && m.collection === record.collection && m.key === record.key)
           .reduce((max, m) => Math.max(max, m.id), 0);
         for (const m of this.#outbox) {

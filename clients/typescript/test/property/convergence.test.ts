@@ -6,7 +6,8 @@
  * randomly lost after the server acted. At the end every install `awaitSynced()`s and holds
  * exactly the server's state of its scopes, as a fresh install pulls it.
  *
- * Runs: OFFGRID_PROPERTY_RUNS, else 100 when CI=true, else 15.
+ * Runs: OFFGRID_PROPERTY_RUNS, else 100 when CI=true, else 15. A failure prints its seed and
+ * path; OFFGRID_PROPERTY_SEED and OFFGRID_PROPERTY_PATH replay it.
  */
 
 import assert from "node:assert/strict";
@@ -133,7 +134,13 @@ test(`convergence: ${RUNS} random runs of offline installs with lost replies all
         await Promise.all(installs.map((i) => i.client.close()));
       }
     }),
-    { numRuns: RUNS, endOnFailure: true },
+    {
+      numRuns: RUNS,
+      endOnFailure: true,
+      // Replay a failure: OFFGRID_PROPERTY_SEED=<seed> OFFGRID_PROPERTY_PATH=<path> (from its report).
+      ...(process.env["OFFGRID_PROPERTY_SEED"] ? { seed: Number(process.env["OFFGRID_PROPERTY_SEED"]) } : {}),
+      ...(process.env["OFFGRID_PROPERTY_PATH"] ? { path: process.env["OFFGRID_PROPERTY_PATH"] } : {}),
+    },
   );
   assert.equal(runs >= RUNS, true);
 });
