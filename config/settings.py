@@ -184,6 +184,7 @@ class Settings:
     lock_ttl_seconds: int
     stuck_batch_seconds: int
     tickle_debounce_seconds: int
+    tickle_ios_debounce_seconds: int
     rate_limit_user: str
     vapid_private_key: str | None
     vapid_subject: str
@@ -269,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lock_ttl_seconds=_int(env, "LOCK_TTL", 30, minimum=2),
         stuck_batch_seconds=_int(env, "STUCK_BATCH_AFTER", 900, minimum=1),
         tickle_debounce_seconds=_int(env, "TICKLE_DEBOUNCE", 10, minimum=1),
+        tickle_ios_debounce_seconds=_int(env, "TICKLE_IOS_DEBOUNCE", 900, minimum=1),
         vapid_private_key=env.get("VAPID_PRIVATE_KEY", "").strip() or None,
         vapid_subject=_vapid_subject(env),
         webpush_ca_file=env.get("WEBPUSH_CA_FILE", "").strip() or None,

@@ -92,6 +92,10 @@ def _tickle(batch_id: str) -> None:
     if batch is None:
         return
     for push_id in tickles.tickle_scopes(
-        mongo().db, redis_client(), batch, settings().tickle_debounce_seconds
+        mongo().db,
+        redis_client(),
+        batch,
+        settings().tickle_debounce_seconds,
+        settings().tickle_ios_debounce_seconds,
     ):
         celery_app.send_task("push.fan_out", args=[push_id], queue="push", routing_key="push")

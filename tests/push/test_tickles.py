@@ -67,3 +67,31 @@ def test_personal_scopes_are_not_tickled(
     assert sync_client.push([sync_client.put("own", {"v": 1})], wait=20).status_code == 200
     time.sleep(1.5)
     assert webpush_fake.sub_id(subscription) not in webpush_fake.received
+
+
+def test_ios_devices_get_at_most_one_tickle_per_window_whatever_the_scopes(
+    db: Any, redis_client: Any
+) -> None:
+    """Apple throttles background pushes: an iOS device is tickled once per window (15 min by
+    default) even when its scopes commit more often; other platforms follow the scope window."""
+    from push import devices, notifications, tickles
+    from sync import membership
+
+    writer, reader = f"w-{uuid.uuid4().hex[:8]}", f"r-{uuid.uuid4().hex[:8]}"
+    phone, _ = devices.register(db, user=reader, platform="ios", token=uuid.uuid4().hex * 2)
+    tablet, _ = devices.register(db, user=reader, platform="android", token=uuid.uuid4().hex)
+    audiences = []
+    for n in range(3):  # three shared scopes change, one after another
+        scope = f"team:{uuid.uuid4().hex[:8]}"
+        for user in (writer, reader):
+            membership.set_member(db, scope, user, "writer")
+        batch = {"_id": f"b{n}-{uuid.uuid4().hex}", "user": writer,
+                 "mutations": [{"id": 1, "scope": scope}],
+                 "results": [{"id": 1, "status": "applied"}]}  # fmt: skip
+        for push_id in tickles.tickle_scopes(db, redis_client, batch, 1, ios_window_seconds=60):
+            audiences.append(db[notifications.PUSHES].find_one({"_id": push_id})["audience"])
+    assert audiences == [
+        {"devices": sorted([phone, tablet])},
+        {"devices": [tablet]},
+        {"devices": [tablet]},
+    ]
