@@ -13,6 +13,7 @@ import {
   pulledReplaces,
   readPullReply,
   scopeGroups,
+  scopeOfResync,
   type Checkpoints,
 } from "./checkpoints.js";
 import { Collection, type CollectionHost, type CollectionOptions, type Row } from "./collection.js";
@@ -720,6 +721,16 @@ class SyncEngine implements OffgridClient, CollectionHost {
           page = -1;
           continue;
         }
+        const lost = isOffgridError(error, "request_refused") && error.status === 403 ? scopeOfResync(error.message) : undefined;
+        if (lost !== undefined && scopes.includes(lost)) {
+          // Membership lost: that scope's data is no longer ours to show, and one lost scope
+          // must not stop the others from syncing.
+          await this.#forgetScope(lost);
+          scopes = scopes.filter((scope) => scope !== lost);
+          if (scopes.length === 0) return { ...round, caughtUp: true };
+          page = -1;
+          continue;
+        }
         throw error;
       } finally {
         stop?.removeEventListener("abort", onStop);
@@ -780,6 +791,20 @@ class SyncEngine implements OffgridClient, CollectionHost {
       }
     }
     return round;
+  }
+
+  /** The user may no longer read `scope`: stop pulling it and drop its local data. */
+  async #forgetScope(scope: string): Promise<void> {
+    this.#usedScopes.delete(scope);
+    this.#explicitScopes.delete(scope);
+    await this.#serial(async () => {
+      await this.#persist({ dropScopes: [scope] });
+      const touched = new Set<string>();
+      for (const id of this.#byCollection.keys()) if (id.startsWith(scope + SCOPE_SEP)) touched.add(id);
+      this.#dropScopeRecords(scope);
+      delete this.#checkpoints[scope];
+      this.#touched(touched);
+    });
   }
 
   /** `410`: upload what is pending, then forget `scopes` locally and pull them from `null`. */

@@ -14,7 +14,7 @@ import {
   type RejectionEvent,
   type WireBatchStatus,
 } from "../../src/index.js";
-import { clientFor, faultyFetch, mintToken, newUser, serverState, stack } from "../support/env.js";
+import { addMember, clientFor, faultyFetch, mintToken, newUser, removeMember, serverState, stack } from "../support/env.js";
 
 interface Todo {
   title: string;
@@ -240,4 +240,27 @@ test("reused client_id on fresh storage (say kept in the keychain across a reins
   await reinstalled.awaitSynced();
   assert.equal((await serverState(user, [`user:${user}`])).size, 6);
   await reinstalled.close();
+});
+
+test("losing membership of a shared scope: its local data goes and the other scopes keep syncing", async () => {
+  const team = `team:${newUser("t")}`;
+  const [alice, bob] = [newUser("alice"), newUser("bob")];
+  await addMember(team, alice);
+  await addMember(team, bob);
+  const a = clientFor(alice);
+  const phone = clientFor(alice);
+  const b = clientFor(bob);
+  await b.collection("notes", { scope: team }).put("shared", { v: 1 });
+  await b.awaitSynced();
+  const teamNotes = a.collection("notes", { scope: team });
+  await a.sync();
+  assert.deepEqual(teamNotes.get("shared"), { v: 1 });
+
+  await removeMember(team, alice);
+  await phone.collection("notes").put("mine", { v: 2 });
+  await phone.awaitSynced();
+  await a.sync();
+  assert.deepEqual(teamNotes.all(), [], "the team's data is gone");
+  assert.deepEqual(a.collection("notes").get("mine"), { v: 2 }, "the personal scope still syncs");
+  await Promise.all([a.close(), phone.close(), b.close()]);
 });

@@ -129,3 +129,13 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 2
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/** Remove `user` from `scope`. */
+export async function removeMember(scope: string, user: string): Promise<void> {
+  const { url, adminKey } = stack();
+  const reply = await fetch(`${url}/v1/admin/scopes/${encodeURIComponent(scope)}/members/${encodeURIComponent(user)}`, {
+    method: "DELETE",
+    headers: { "X-API-Key": adminKey },
+  });
+  if (!reply.ok) throw new Error(`admin DELETE member: ${reply.status} ${await reply.text()}`);
+}
