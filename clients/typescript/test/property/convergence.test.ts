@@ -3,7 +3,8 @@
  * some with two installs), each with its own storage, do random put/patch/delete on a shared
  * scope and their personal scopes across all four example collections (lww with a schema,
  * schemaless lww, server_wins, custom counters), while randomly offline and with replies
- * randomly lost after the server acted. At the end every install `awaitSynced()`s and holds
+ * randomly lost after the server acted, some of them syncing in the background (`start()`)
+ * meanwhile. At the end every install `awaitSynced()`s and holds
  * exactly the server's state of its scopes, as a fresh install pulls it.
  *
  * Runs: OFFGRID_PROPERTY_RUNS, else 100 when CI=true, else 15. A failure prints its seed and
@@ -23,7 +24,8 @@ type Command =
   | { kind: "write"; client: number; shared: boolean; collection: Collection; key: string; op: "put" | "patch" | "delete"; value: JsonObject }
   | { kind: "sync"; client: number }
   | { kind: "offline"; client: number }
-  | { kind: "loseReply"; client: number };
+  | { kind: "loseReply"; client: number }
+  | { kind: "background"; client: number };
 
 const key = fc.constantFrom("k1", "k2", "k3");
 const word = fc.string({ minLength: 1, maxLength: 6 }).filter((s) => !s.includes("\u0000"));
@@ -64,6 +66,7 @@ function commandFor(clients: number): fc.Arbitrary<Command> {
     { weight: 2, arbitrary: client.map((c): Command => ({ kind: "sync", client: c })) },
     { weight: 1, arbitrary: client.map((c): Command => ({ kind: "offline", client: c })) },
     { weight: 1, arbitrary: client.map((c): Command => ({ kind: "loseReply", client: c })) },
+    { weight: 1, arbitrary: client.map((c): Command => ({ kind: "background", client: c })) },
   );
 }
 
@@ -79,10 +82,10 @@ test(`convergence: ${RUNS} random runs of offline installs with lost replies all
       const users = [newUser("p0"), newUser("p1")];
       const team = `team:${newUser("conv")}`;
       for (const user of users) await addMember(team, user, "writer");
-      const installs: { client: OffgridClient; faults: Faults; user: string; loseNext: boolean }[] = [];
+      const installs: { client: OffgridClient; faults: Faults; user: string; loseNext: boolean; started: boolean }[] = [];
       for (let i = 0; i < count; i++) {
         const user = users[i % 2]!;
-        const entry = { client: undefined as unknown as OffgridClient, faults: undefined as unknown as Faults, user, loseNext: false };
+        const entry = { client: undefined as unknown as OffgridClient, faults: undefined as unknown as Faults, user, loseNext: false, started: false };
         const { fetch, faults } = faultyFetch({
           loseReply: () => {
             if (!entry.loseNext) return false;
@@ -91,7 +94,7 @@ test(`convergence: ${RUNS} random runs of offline installs with lost replies all
           },
         });
         entry.faults = faults;
-        entry.client = clientFor(user, { fetch, pushWaitSeconds: 5 });
+        entry.client = clientFor(user, { fetch, pushWaitSeconds: 5, pollIntervalMs: { min: 50, max: 400 } });
         entry.client.collection("notes", { scope: team });
         installs.push(entry);
       }
@@ -116,8 +119,14 @@ test(`convergence: ${RUNS} random runs of offline installs with lost replies all
             case "loseReply":
               install.loseNext = true;
               break;
+            case "background": // start()/stop(): background uploads and pulls race the commands
+              install.started = !install.started;
+              if (install.started) install.client.start();
+              else install.client.stop();
+              break;
           }
         }
+        for (const install of installs) install.client.stop();
         for (const install of installs) {
           install.faults.offline = false;
           install.loseNext = false;
