@@ -17,6 +17,8 @@ worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
 # Longer than the longest live pull (60 s), so gunicorn never kills a worker holding one.
 timeout = 90
 graceful_timeout = 30
+# Apps long-poll on one connection: keep it open between pulls (above common proxy idle times).
+keepalive = 75
 
 
 def post_worker_init(worker: Any) -> None:
