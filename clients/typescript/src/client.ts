@@ -890,7 +890,9 @@ class SyncEngine implements OffgridClient, CollectionHost {
       try {
         await this.#upload();
         failures = 0;
-        this.#pullSleeper.wake(); // let the pull see our writes and prune the outbox
+        // Let the pull see our writes and prune the outbox: wake it, or cut its long-poll short.
+        this.#heldPull?.abort();
+        this.#pullSleeper.wake();
         if (this.#outbox.length > 0 && nextBatch(this.#outbox, this.#meta.ackedThrough).length > 0) continue;
         await this.#uploadSleeper.sleep(Infinity);
       } catch (error) {
@@ -913,9 +915,16 @@ class SyncEngine implements OffgridClient, CollectionHost {
     while (!stopped.aborted) {
       const began = this.#now();
       try {
-        const round = await this.#pull(this.#longPollSeconds);
+        // Writes the server has processed but no pull has shown yet: a live pull would wait for
+        // the next commit (the ledger moving is not one), so ask plainly to learn the ledger.
+        const plain = this.#awaitingPrune();
+        const round = await this.#pull(plain ? 0 : this.#longPollSeconds);
         failures = 0;
         if (round.changed > 0) idle = 0;
+        if (plain) {
+          if (this.#awaitingPrune()) await this.#pullSleeper.sleep(this.#poll.min);
+          continue;
+        }
         // With live pull the server held the request: ask again at once, unless it came back
         // early with nothing (then pause, so a misbehaving server cannot cause a busy loop).
         if (round.longPoll && (round.changed > 0 || this.#now() - began >= this.#poll.min)) continue;
@@ -931,6 +940,12 @@ class SyncEngine implements OffgridClient, CollectionHost {
         else await this.#pullSleeper.sleep(typed.retryAfterMs ?? backoffDelay(failures++, this.#random, this.#backoff));
       }
     }
+  }
+
+  /** True while the outbox holds writes the server processed but no pull has shown yet. */
+  #awaitingPrune(): boolean {
+    const first = this.#outbox[0];
+    return first !== undefined && first.id <= this.#meta.ackedThrough;
   }
 
   async handleTickle(_data?: unknown): Promise<void> {

@@ -89,7 +89,15 @@ test("web-todo: two browsers, one offline, both edit; a reload offline keeps uns
     const expected = ["bread", "eggs", "milk ✓"];
     await eventually(async () => JSON.stringify(summary(await items(pageA))) === JSON.stringify(expected), 30_000, "alice's list");
     await eventually(async () => JSON.stringify(summary(await items(pageB))) === JSON.stringify(expected), 30_000, "bob's list");
-    await eventually(async () => (await items(pageB)).every((i) => !i.pending), 15_000, "nothing unsent");
+    try {
+      await eventually(async () => (await items(pageB)).every((i) => !i.pending), 15_000, "nothing unsent");
+    } catch (error) {
+      const state = await pageB.evaluate(() => {
+        const w = window as unknown as { offgrid: { client: { status: unknown }; todos: { all(): unknown } } };
+        return JSON.stringify({ status: w.offgrid.client.status, rows: w.offgrid.todos.all() });
+      });
+      throw new Error(`${String(error)}; bob's client: ${state}`);
+    }
     await pageB.screenshot({ path: join(docs, "web-todo.png") });
     assert.deepEqual(errors, []);
   } finally {

@@ -14,7 +14,7 @@ import {
   type RejectionEvent,
   type WireBatchStatus,
 } from "../../src/index.js";
-import { addMember, clientFor, faultyFetch, mintToken, newUser, removeMember, serverState, stack } from "../support/env.js";
+import { addMember, clientFor, eventually, faultyFetch, mintToken, newUser, removeMember, serverState, stack } from "../support/env.js";
 
 interface Todo {
   title: string;
@@ -263,4 +263,24 @@ test("losing membership of a shared scope: its local data goes and the other sco
   assert.deepEqual(teamNotes.all(), [], "the team's data is gone");
   assert.deepEqual(a.collection("notes").get("mine"), { v: 2 }, "the personal scope still syncs");
   await Promise.all([a.close(), phone.close(), b.close()]);
+});
+
+test("live pull: a started client sees another install's write at once, though its polling interval is a minute", async () => {
+  const user = newUser();
+  const watcher = clientFor(user, { pollIntervalMs: { min: 60_000, max: 60_000 }, longPollSeconds: 20 });
+  const writer = clientFor(user);
+  const notes = watcher.collection("notes");
+  await watcher.sync();
+  watcher.start();
+  await new Promise((r) => setTimeout(r, 300)); // its first live pull is now held
+  for (let i = 0; i < 3; i++) {
+    await writer.collection("notes").put(`n${i}`, { i });
+    await writer.awaitSynced();
+    await eventually(() => notes.get(`n${i}`) !== undefined, 5_000, `n${i} through the live pull`);
+  }
+  // Its own writes are confirmed and leave the outbox without waiting out a held pull.
+  await notes.put("mine", { v: 1 });
+  await eventually(() => watcher.status.pending === 0, 5_000, "own write confirmed");
+  watcher.stop();
+  await Promise.all([watcher.close(), writer.close()]);
 });
