@@ -32,16 +32,21 @@ export async function startServer({ api, jwtSecret, port = 0, host = "127.0.0.1"
     const url = new URL(req.url ?? "/", "http://x");
     try {
       if (url.pathname.startsWith("/v1/")) {
+        // agent: false: no pooled keep-alive sockets left open to the API (they would keep this
+        // process alive for the API's keep-alive time after the last request).
         const upstream = httpRequest(
-          { host: apiUrl.hostname, port: apiUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: apiUrl.host } },
+          { host: apiUrl.hostname, port: apiUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: apiUrl.host }, agent: false },
           (up) => {
             res.writeHead(up.statusCode ?? 502, up.headers);
             up.pipe(res);
           },
         );
         upstream.on("error", () => {
-          res.writeHead(502).end();
+          if (!res.headersSent) res.writeHead(502);
+          res.end();
         });
+        // The page went away (offline, reload, closed): let go of a held live pull too.
+        res.on("close", () => upstream.destroy());
         req.pipe(upstream);
         return;
       }
