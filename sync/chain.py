@@ -1,12 +1,14 @@
 """A client's batches apply one after another, at the apply rate, however they arrived (G2, G7).
 
-A batch whose predecessor (the stored batch holding the client's next id) is not applied yet is
-*parked*: its message is dropped and nothing looks at it again on a timer. The worker that
-applies a client's batch goes on, in the same task, with the stored batch that holds the next
-id, and the next, until the client has nothing stored, the task's time budget is spent or the
-worker is shutting down (then the next batch gets a message if it has none). So a backlog of
-one client drains without a trip through the queue per batch, and a parked batch costs no
-message at all.
+A batch that cannot run yet is *parked*: behind a stored predecessor, its message is dropped
+and nothing looks at it again on a timer; behind ids not arrived yet, or with its client busy,
+it keeps only a delayed retry (the safety net). The worker that applies a client's batch goes
+on, in the same task, with the client's next batch if it is parked, and the next, until the
+client has nothing parked, the task's time budget is spent or the worker is shutting down (then
+the next parked batch gets a message). A batch whose message is on the `sync` queue is left to
+that message: applying it ahead would leave the message behind, so the queue never holds more
+messages than unapplied batches. So out-of-order batches apply the moment their gap fills, and a
+backlog drains in one pass through the queue.
 
 Nothing is lost by parking: a batch is stored before its message is published, the gap check
 and the ledger advance both happen under the client's lease, and the successor is looked up
@@ -58,17 +60,24 @@ def next_batch(db: Database, client_id: str) -> str | None:
 
 
 def park(db: Database, batch_id: str) -> None:
-    """Record that the batch has no message: its predecessor's worker will apply it."""
+    """Record that the batch has no message on the `sync` queue (none at all, or a delayed
+    retry): the worker that applies its predecessor may take it."""
     db[BATCHES].update_one({"_id": batch_id}, {"$set": {"parked_at": datetime.now(UTC)}})
+
+
+def take(db: Database, batch_id: str) -> bool:
+    """Take a parked batch to apply it now (once, however many workers race); False if it is
+    not parked: its message is on the queue, and it applies when that comes."""
+    found = db[BATCHES].find_one_and_update(
+        {"_id": batch_id, "parked_at": {"$exists": True}}, {"$unset": {"parked_at": ""}}
+    )
+    return found is not None
 
 
 def hand_off(db: Database, batch_id: str, publish: Callable[[str], None]) -> bool:
     """Publish a parked batch (once, however many callers race); False if it was not parked,
     so a message for it is on its way already."""
-    taken = db[BATCHES].find_one_and_update(
-        {"_id": batch_id, "parked_at": {"$exists": True}}, {"$unset": {"parked_at": ""}}
-    )
-    if taken is None:
+    if not take(db, batch_id):
         return False
     publish(batch_id)
     return True
@@ -97,8 +106,12 @@ def apply_in_order(
     seen(db, batch_id)
     try:
         status = apply_batch(db, redis, batch_id, config, crash_point=crash_point)
-    except WaitingForPredecessor:
-        park(db, batch_id)
+    except (WaitingForPredecessor, GapPending):
+        park(db, batch_id)  # the worker of its predecessor takes it; a retry is the safety net
+        raise
+    except LeaseUnavailable as exc:
+        if str(exc.args[0]).startswith("client:"):
+            park(db, batch_id)  # the client's batch in hand goes on with this one
         raise
     if status["status"] == APPLIED:
         applied(batch_id)
@@ -110,12 +123,14 @@ def apply_in_order(
         if time.monotonic() > deadline or stopping():
             hand_off(db, following, publish)
             break
+        if not take(db, following):
+            break  # its message is on the queue: applying it now would leave that message behind
         try:
             chained = apply_batch(db, redis, following, config, crash_point=crash_point)
         except (WaitingForPredecessor, GapPending, LeaseUnavailable, LeaseLost):
-            # Another worker holds the client (and goes on from there) or a scope: make sure the
-            # batch has a message to be tried again with.
-            hand_off(db, following, publish)
+            # Another worker holds the client (and goes on from there) or a scope: the batch
+            # was taken from its parking, so give it a message to be tried again with.
+            publish(following)
             break
         if chained["status"] != APPLIED:
             break

@@ -59,6 +59,10 @@ def requeue_stuck_batches(
     count = 0
     busy: bool | None = None
     for doc in stuck:
+        seen, requeued = _aware(doc.get("seen_at")), _aware(doc.get("requeued_at"))
+        latest = max(m for m in (seen, requeued, _aware(doc.get("updated_at"))) if m is not None)
+        if latest > cutoff:
+            continue  # a worker took it, or it was republished, lately: its message is alive
         if doc.get("parked_at") is not None:
             # Parked behind a stored predecessor, whose worker applies it next: leave it. If the
             # chain broke (the predecessor failed, or the client resent its ids elsewhere), give
@@ -66,10 +70,6 @@ def requeue_stuck_batches(
             if not behind_a_pending_batch(db, doc["client_id"], doc["mutations"]):
                 count += hand_off(db, doc["_id"], publish)
             continue
-        seen, requeued = _aware(doc.get("seen_at")), _aware(doc.get("requeued_at"))
-        latest = max(m for m in (seen, requeued, _aware(doc.get("updated_at"))) if m is not None)
-        if latest > cutoff:
-            continue  # a worker took it, or it was republished, lately: its message is alive
         if busy is None:
             busy = backlog() > 0
         if busy:

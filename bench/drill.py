@@ -1,0 +1,294 @@
+"""Fault drill: app-like clients push while RabbitMQ, Redis and a worker child are killed -9.
+
+K clients behave like real apps: numbered mutations, batches of 5 `counters` puts of
+`{"delta": 1}` to their own counter, the same batch resent after a 503, a 500 or a lost reply.
+While they push, RabbitMQ is killed with SIGKILL and started again (through `./dev services`),
+then Redis, then one prefork child of the worker. When the load stops the backlog must drain;
+then every client's counter total must equal the last id it sent (exactly once), no batch may
+have failed, and the `sync` queue must never have held more messages than unapplied batches
+(plus a small constant). The drain rate is compared with a fault-free drain of a backlog on the
+same stack, same run.
+
+    ./dev services && set -a && . .dev/app.env && set +a
+    .venv/bin/python -m bench.drill --clients 8 --seconds 90      # kills the ./dev services!
+
+`tests/workers/test_fault_drill.py` runs a short version against a stack of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import amqp
+import httpx
+import jwt
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 5
+
+
+@dataclass
+class Stack:
+    """Where the drill's services run, and how to kill and restart them."""
+
+    env: dict[str, str]  # the app's environment (URLs, secrets)
+    dev_env: dict[str, str]  # the environment `./dev services` needs for this stack
+    state: Path  # its OFFGRID_DEV_STATE
+
+    def pid(self, name: str) -> int:
+        return int((self.state / "run" / f"{name}.pid").read_text())
+
+    def kill(self, name: str) -> None:
+        os.killpg(self.pid(name), signal.SIGKILL)
+
+    def restart(self) -> float:
+        started = time.monotonic()
+        subprocess.run([str(ROOT / "dev"), "services"], env=self.dev_env, check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+        return time.monotonic() - started
+
+
+@dataclass
+class Tally:
+    accepted_batches: int = 0
+    accepted_mutations: int = 0
+    status: dict[int, int] = field(default_factory=dict)
+    lost_replies: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, code: int) -> None:
+        with self.lock:
+            self.status[code] = self.status.get(code, 0) + 1
+
+
+class AppClient(threading.Thread):
+    def __init__(self, base: str, secret: str, tally: Tally, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.user = f"drill-{uuid.uuid4().hex[:10]}"
+        self.client_id = f"drill{uuid.uuid4().hex[:12]}"
+        token = jwt.encode({"sub": self.user, "exp": int(time.time()) + 7200}, secret, "HS256")
+        self.http = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        self.tally, self.stop_event = tally, stop
+        self.last_sent = 0  # the highest id this client got a 202 for
+        self.batch_ids: list[str] = []
+
+    def _batch(self, first: int) -> list[dict[str, Any]]:
+        now, me = int(time.time() * 1000), self.client_id
+        return [
+            {"id": i, "scope": f"user:{self.user}", "collection": "counters", "key": "c",
+             "op": "put", "value": {"delta": 1}, "hlc": f"{now:013d}-{i % 65536:04x}-{me}"}
+            for i in range(first, first + BATCH)
+        ]  # fmt: skip
+
+    def run(self) -> None:
+        pending = self._batch(1)
+        while not self.stop_event.is_set():
+            try:
+                reply = self.http.post(
+                    "/v1/sync/push", json={"client_id": self.client_id, "mutations": pending}
+                )
+            except httpx.HTTPError:
+                self.tally.count(0)  # a lost reply: the app resends the same batch
+                time.sleep(0.5)
+                continue
+            self.tally.count(reply.status_code)
+            if reply.status_code == 202:
+                self.batch_ids.append(reply.json()["batch_id"])
+                with self.tally.lock:
+                    self.tally.accepted_batches += 1
+                    self.tally.accepted_mutations += BATCH
+                self.last_sent = pending[-1]["id"]
+                pending = self._batch(self.last_sent + 1)
+                time.sleep(0.05)
+            else:  # 503 (Retry-After), 429, 500: the same batch again, later
+                time.sleep(float(reply.headers.get("Retry-After", "1")))
+
+
+def _queue_depth(env: dict[str, str]) -> int | None:
+    """Messages ready on `sync` now (a passive declare: the broker's own count, not the
+    management API's, which lags by its statistics interval)."""
+    parts = urlsplit(env["BROKER_URL"])
+    try:
+        with amqp.Connection(
+            f"{parts.hostname}:{parts.port or 5672}", userid=parts.username or "guest",
+            password=parts.password or "guest", virtual_host=parts.path[1:] or "/",
+            connect_timeout=2,
+        ) as connection:  # fmt: skip
+            return int(connection.channel().queue_declare("sync", passive=True).message_count)
+    except Exception:  # the broker is down (the drill killed it): no sample
+        return None
+
+
+def _unapplied(db: Any) -> int:
+    return db.sync_batches.count_documents({"status": {"$in": ["queued", "applying"]}})
+
+
+def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
+    env = {**os.environ, **stack.env}
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "api:create_app()"],
+        cwd=ROOT, env=env, stdout=(log_dir / "drill-web.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
+         "-Q", "sync,push,maintenance", "-c", "2", "-n", f"drill-{uuid.uuid4().hex[:6]}@%h",
+         "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=(log_dir / "drill-worker.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return web, worker
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the drill's web did not become ready")
+        time.sleep(0.3)
+
+
+def _drain(db: Any, ids: list[str], timeout: float) -> float:
+    started = time.monotonic()
+    while db.sync_batches.count_documents(
+        {"_id": {"$in": ids}, "status": {"$in": ["queued", "applying"]}}
+    ):
+        if time.monotonic() - started > timeout:
+            raise RuntimeError("the backlog did not drain")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def _baseline(base: str, secret: str, db: Any, worker: subprocess.Popen, clients: int) -> float:
+    """Mutations/s of a fault-free backlog drain: push with the worker paused, then time it."""
+    os.killpg(worker.pid, signal.SIGSTOP)
+    tally, stop = Tally(), threading.Event()
+    apps = [AppClient(base, secret, tally, stop) for _ in range(clients)]
+    for app in apps:
+        app.start()
+    time.sleep(5)
+    stop.set()
+    for app in apps:
+        app.join(15)
+    os.killpg(worker.pid, signal.SIGCONT)
+    seconds = _drain(db, [b for app in apps for b in app.batch_ids], 600)
+    return tally.accepted_mutations / max(seconds, 0.001)
+
+
+def drill(stack: Stack, clients: int, seconds: float, port: int, log_dir: Path) -> dict[str, Any]:
+    db = MongoClient(stack.env["MONGODB_URL"], tz_aware=True).get_default_database()
+    web, worker = _start(stack, port, log_dir)
+    base, secret = f"http://127.0.0.1:{port}", stack.env["JWT_SECRET"]
+    try:
+        baseline = _baseline(base, secret, db, worker, clients)
+        tally, stop = Tally(), threading.Event()
+        apps = [AppClient(base, secret, tally, stop) for _ in range(clients)]
+        excess: list[int] = []
+        faults: list[str] = []
+
+        def sample() -> None:
+            while not stop.is_set() or _unapplied(db):
+                depth = _queue_depth(stack.env)
+                if depth is not None:
+                    excess.append(depth - _unapplied(db))
+                time.sleep(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        for app in apps:
+            app.start()
+        sampler.start()
+        started = time.monotonic()
+        for at, name in ((0.25, "rabbitmq"), (0.5, "redis"), (0.75, "worker child")):
+            time.sleep(max(0.0, started + seconds * at - time.monotonic()))
+            if name == "worker child":
+                child = (
+                    Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()[0]
+                )
+                os.kill(int(child), signal.SIGKILL)
+                faults.append(f"{name} killed at {time.monotonic() - started:.0f} s")
+            else:
+                stack.kill(name)
+                time.sleep(2)
+                took = stack.restart()
+                faults.append(f"{name} killed at {time.monotonic() - started - took:.0f} s, "
+                              f"back after {took + 2:.0f} s")  # fmt: skip
+        time.sleep(max(0.0, started + seconds - time.monotonic()))
+        stop.set()
+        for app in apps:
+            app.join(30)
+        unapplied_at_stop = _unapplied(db) * BATCH
+        drain = _drain(db, [b for app in apps for b in app.batch_ids], 900)
+        sampler.join(10)
+        totals = {}
+        for app in apps:
+            doc = db.sync_records.find_one({"_id": f"user:{app.user}|counters|c"}) or {}
+            totals[app.client_id] = ((doc.get("value") or {}).get("total", 0), app.last_sent)
+        failed = db.sync_batches.count_documents(
+            {"_id": {"$in": [b for app in apps for b in app.batch_ids]}, "status": "failed"}
+        )
+    finally:
+        for proc in (web, worker):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(60)
+    return {
+        "clients": clients, "seconds": seconds, "faults": faults,
+        "accepted_batches": tally.accepted_batches,
+        "accepted_mutations": tally.accepted_mutations, "status": dict(tally.status),
+        "failed_batches": failed, "drain_seconds": drain,
+        "drain_rate": unapplied_at_stop / drain if drain > 0.5 else None,
+        "baseline_rate": baseline, "max_excess": max(excess, default=0),
+        "totals": totals,
+        "exactly_once": all(total == last for total, last in totals.values()),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=90)
+    args = parser.parse_args()
+    from bench.harness import bench_env
+
+    env = bench_env("drill")
+    dev_env = {**os.environ}
+    result = drill(Stack(env, dev_env, ROOT / ".dev"), args.clients, args.seconds, 18170,
+                   ROOT / ".dev" / "log")  # fmt: skip
+    codes = ", ".join(f"{code or 'lost'}: {n}" for code, n in sorted(result["status"].items()))
+    rate = result["drain_rate"]
+    print(f"Fault drill, {datetime.date.today()}, {args.clients} clients, {args.seconds:.0f} s; "
+          f"{'; '.join(result['faults'])}\n")  # fmt: skip
+    print("| accepted batches (mutations) | replies | failed batches | drain after load, s "
+          "| drain rate / fault-free rate | queue above unapplied, max "
+          "| exactly once |")  # fmt: skip
+    print("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
+    base = result["baseline_rate"]
+    ratio = (
+        f"{rate:,.0f} / {base:,.0f} = {rate / base:.2f}"
+        if rate
+        else f"- / {result['baseline_rate']:,.0f}"
+    )
+    print(f"| {result['accepted_batches']:,} ({result['accepted_mutations']:,}) | {codes} "
+          f"| {result['failed_batches']} | {result['drain_seconds']:.1f} | {ratio} "
+          f"| {result['max_excess']} | {result['exactly_once']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
