@@ -10,7 +10,8 @@ have failed, and the `sync` queue must never have held more messages than unappl
 same stack, same run.
 
     ./dev services && set -a && . .dev/app.env && set +a
-    .venv/bin/python -m bench.drill --clients 8 --seconds 90      # kills the ./dev services!
+    .venv/bin/python -m bench.drill --clients 8 --seconds 90 --own-stack
+    (without --own-stack it kills and restarts the services ./dev runs)
 
 `tests/workers/test_fault_drill.py` runs a short version against a stack of its own.
 """
@@ -20,12 +21,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,45 @@ class Stack:
         subprocess.run([str(ROOT / "dev"), "services"], env=self.dev_env, check=True,
                        capture_output=True, timeout=300)  # fmt: skip
         return time.monotonic() - started
+
+
+PORTS = {
+    "RABBITMQ_PORT": 5683,
+    "RABBITMQ_MGMT_PORT": 15683,
+    "REDIS_PORT": 6390,
+    "MONGO_PORT": 27028,
+}
+
+
+@contextmanager
+def own_stack(state: Path) -> Iterator[Stack]:
+    """RabbitMQ, Redis and the MongoDB-compatible server started by `./dev services` on other
+    ports with their own state, so killing them disturbs nothing else; stopped afterwards."""
+    dev_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MONGODB_URL", "BROKER_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL")
+    }
+    dev_env.update({name: str(port) for name, port in PORTS.items()})
+    dev_env["OFFGRID_DEV_STATE"] = str(state)
+    dev_env["OFFGRID_RABBITMQ_NODE"] = "offgrid-drill@localhost"
+    subprocess.run([str(ROOT / "dev"), "services"], env=dev_env, check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
+    env = {
+        "MONGODB_URL": f"mongodb://127.0.0.1:{PORTS['MONGO_PORT']}/drill",
+        "BROKER_URL": f"amqp://guest:guest@127.0.0.1:{PORTS['RABBITMQ_PORT']}//",
+        "REDIS_URL": f"redis://127.0.0.1:{PORTS['REDIS_PORT']}/0",
+        "RABBITMQ_MANAGEMENT_URL": f"http://guest:guest@127.0.0.1:{PORTS['RABBITMQ_MGMT_PORT']}/",
+        "JWT_SECRET": secrets.token_urlsafe(32),
+        "ADMIN_API_KEY": secrets.token_urlsafe(32),
+        "LOCK_TTL": "3",  # a killed child's locks free up soon
+        "LOG_LEVEL": "INFO",
+        "PROMETHEUS_MULTIPROC_DIR": "",
+    }
+    try:
+        yield Stack(env, dev_env, state)
+    finally:
+        subprocess.run([str(ROOT / "dev"), "stop"], env=dev_env, capture_output=True, timeout=300)
 
 
 @dataclass
@@ -264,13 +308,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument(
+        "--own-stack", action="store_true", help="services of its own (other ports), not ./dev's"
+    )
     args = parser.parse_args()
-    from bench.harness import bench_env
+    log_dir = ROOT / ".dev" / "log"
+    if args.own_stack:
+        with tempfile.TemporaryDirectory() as state, own_stack(Path(state)) as stack:
+            result = drill(stack, args.clients, args.seconds, 18170, log_dir)
+    else:
+        from bench.harness import bench_env
 
-    env = bench_env("drill")
-    dev_env = {**os.environ}
-    result = drill(Stack(env, dev_env, ROOT / ".dev"), args.clients, args.seconds, 18170,
-                   ROOT / ".dev" / "log")  # fmt: skip
+        stack = Stack(bench_env("drill"), {**os.environ}, ROOT / ".dev")
+        result = drill(stack, args.clients, args.seconds, 18170, log_dir)
     codes = ", ".join(f"{code or 'lost'}: {n}" for code, n in sorted(result["status"].items()))
     rate = result["drain_rate"]
     print(f"Fault drill, {datetime.date.today()}, {args.clients} clients, {args.seconds:.0f} s; "

@@ -5,52 +5,18 @@ and the queue never holds more messages than there are unapplied batches (plus a
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.drill import Stack, drill
-from tests.conftest import ROOT
-
-PORTS = {
-    "RABBITMQ_PORT": 5683,
-    "RABBITMQ_MGMT_PORT": 15683,
-    "REDIS_PORT": 6390,
-    "MONGO_PORT": 27028,
-}
+from bench.drill import Stack, drill, own_stack
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    dev_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MONGODB_URL", "BROKER_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL")
-    }
-    dev_env.update({name: str(port) for name, port in PORTS.items()})
-    dev_env["OFFGRID_DEV_STATE"] = str(tmp_path / "state")
-    dev_env["OFFGRID_RABBITMQ_NODE"] = "offgrid-drill@localhost"
-    started = subprocess.run(
-        [str(ROOT / "dev"), "services"], env=dev_env, capture_output=True, text=True, timeout=300
-    )
-    assert started.returncode == 0, started.stderr
-    env = {
-        "MONGODB_URL": f"mongodb://127.0.0.1:{PORTS['MONGO_PORT']}/drill",
-        "BROKER_URL": f"amqp://guest:guest@127.0.0.1:{PORTS['RABBITMQ_PORT']}//",
-        "REDIS_URL": f"redis://127.0.0.1:{PORTS['REDIS_PORT']}/0",
-        "RABBITMQ_MANAGEMENT_URL": f"http://guest:guest@127.0.0.1:{PORTS['RABBITMQ_MGMT_PORT']}/",
-        "JWT_SECRET": secrets.token_urlsafe(32),
-        "ADMIN_API_KEY": secrets.token_urlsafe(32),
-        "LOCK_TTL": "3",  # a killed child's locks free up soon
-        "LOG_LEVEL": "INFO",
-        "PROMETHEUS_MULTIPROC_DIR": "",
-    }
-    yield Stack(env, dev_env, tmp_path / "state")
-    subprocess.run([str(ROOT / "dev"), "stop"], env=dev_env, capture_output=True, timeout=300)
+    with own_stack(tmp_path / "state") as stack:
+        yield stack
 
 
 def test_a_backlog_drains_exactly_once_through_broker_redis_and_worker_kills(
