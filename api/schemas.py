@@ -67,6 +67,10 @@ class BatchStatusSchema(Schema):
     )
     last_mutation_id = fields.Integer(allow_none=True)
     results = fields.List(fields.Nested(MutationResultSchema), required=True)
+    reason = fields.String(
+        metadata={"description": "why a failed batch failed: `gap` (resend from the first "
+                  "unacknowledged id) or `undeliverable` (a poison batch)"}
+    )  # fmt: skip
 
 
 class PullRequestSchema(Schema):

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import jwt
 
-from bench.harness import Processes, bench_env, rss_mb, start_workers
+from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
 
 PORT = 18160
 BASE = f"http://127.0.0.1:{PORT}"
@@ -186,21 +186,8 @@ def main() -> None:
         procs = Processes()
         try:
             start_workers(procs, env, 1)
-            master = procs.start(
-                [env["PATH"].split(":")[0] + "/python", "-m", "gunicorn", "--bind",
-                 f"127.0.0.1:{PORT}", "--workers", "1", "api:create_app()"],
-                env, "bench-live-web.log",
-            ).pid  # fmt: skip
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{BASE}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("web did not start")
-                time.sleep(0.3)
+            start_api(procs, env, PORT, workers=1)
+            master = procs.procs[-1].pid
             rows.append(
                 asyncio.run(run(env["JWT_SECRET"], held, args.scopes, args.seconds, master))
             )

@@ -41,6 +41,8 @@ import httpx
 import jwt
 from pymongo import MongoClient
 
+from bench.harness import bench_env, wait_ready
+
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 5
 
@@ -197,16 +199,8 @@ def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, su
         cwd=ROOT, env=env, stdout=(log_dir / "drill-worker.log").open("w"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return web, worker
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the drill's web did not become ready")
-        time.sleep(0.3)
+    wait_ready(f"http://127.0.0.1:{port}", web, 90)
+    return web, worker
 
 
 def _drain(db: Any, ids: list[str], timeout: float) -> float:
@@ -317,8 +311,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as state, own_stack(Path(state)) as stack:
             result = drill(stack, args.clients, args.seconds, 18170, log_dir)
     else:
-        from bench.harness import bench_env
-
         stack = Stack(bench_env("drill"), {**os.environ}, ROOT / ".dev")
         result = drill(stack, args.clients, args.seconds, 18170, log_dir)
     codes = ", ".join(f"{code or 'lost'}: {n}" for code, n in sorted(result["status"].items()))

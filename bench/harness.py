@@ -92,31 +92,30 @@ def start_workers(procs: Processes, env: dict[str, str], count: int) -> list[sub
     ]
 
 
-def start_api(procs: Processes, env: dict[str, str], port: int) -> str:
-    procs.start(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "api:create_app()",
-        ],
-        env,
-        "bench-api.log",
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+def wait_ready(base: str, proc: subprocess.Popen | None = None, seconds: float = 60) -> str:
+    """Wait until the API at `base` answers `/readyz` with 200 (and `proc` is still running)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}")
         try:
             if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return base
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise RuntimeError("API did not become ready")
+    raise RuntimeError(f"the API at {base} did not become ready")
+
+
+def start_api(procs: Processes, env: dict[str, str], port: int, workers: int = 2) -> str:
+    """gunicorn serving the API on `port` (gunicorn.conf.py: gevent workers); its base URL."""
+    proc = procs.start(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "api:create_app()"],
+        env,
+        f"bench-api-{port}.log",
+    )  # fmt: skip
+    return wait_ready(f"http://127.0.0.1:{port}", proc)
 
 
 def rss_mb(pid: int) -> float:

@@ -137,12 +137,15 @@ def batch_status(db: Database, batch_id: str, user: str) -> dict[str, Any] | Non
 
 def status_view(doc: dict[str, Any]) -> dict[str, Any]:
     final = doc["status"] in FINAL_STATUSES
-    return {
+    view = {
         "batch_id": doc["_id"],
         "status": doc["status"],
         "last_mutation_id": doc.get("last_mutation_id"),
         "results": doc.get("results", []) if final else [],
     }
+    if doc["status"] == FAILED:
+        view["reason"] = doc.get("reason", "failed")  # `gap`, or `undeliverable` for poison
+    return view
 
 
 # -- applying one mutation ------------------------------------------------------------------

@@ -286,6 +286,26 @@ def new_client(client: FlaskClient, make_token: Any) -> Any:
 
 
 @pytest.fixture
+def shared_members(new_client: Any, admin: dict[str, str]) -> Any:
+    """Make `count` installs of new users, all writers of one new shared scope (their `scope`)."""
+
+    def make(count: int) -> list[Any]:
+        members = [new_client() for _ in range(count)]
+        scope = f"team:{members[0].user}"
+        for member in members:
+            member.scope = scope
+            reply = member.http.put(
+                f"/v1/admin/scopes/{scope}/members/{member.user}",
+                json={"role": "writer"},
+                headers=admin,
+            )
+            assert reply.status_code in (200, 201)
+        return members
+
+    return make
+
+
+@pytest.fixture
 def run_maintenance(settings: Settings) -> Any:
     """Run a housekeeping job now, as beat would, on a real worker; return its result."""
     celery = create_celery(settings)

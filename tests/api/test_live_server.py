@@ -17,6 +17,7 @@ import httpx
 import jwt
 import pytest
 
+from bench.harness import wait_ready
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -32,15 +33,7 @@ def server(test_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
         cwd=ROOT, env={**os.environ, **test_env}, stdout=(tmp_path / "web.log").open("w"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{BASE}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-        time.sleep(0.2)
+    wait_ready(BASE, proc)
     yield proc
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -96,6 +96,7 @@ def test_a_batch_that_skips_ids_fails_with_gap_after_the_gap_timeout(
     sync_client.next_id = 3  # ids 1 and 2 were never sent
     body = sync_client.push([sync_client.put("late", {"v": 1})], wait=30).get_json()
     assert body["status"] == "failed"
+    assert body["reason"] == "gap"
     assert body["results"][0]["reason"] == "gap"
     assert db[RECORDS].count_documents({"scope": sync_client.scope}) == 0
     assert sync_client.pull().get_json()["last_mutation_id"] == 0

@@ -46,23 +46,8 @@ def _settle(app: Any, count: int = 1) -> None:
         time.sleep(0.01)
 
 
-def _shared(new_client: Any, admin: dict[str, str], count: int) -> list[SyncTestClient]:
-    members = [new_client() for _ in range(count)]
-    scope = f"team:{members[0].user}"
-    for member in members:
-        member.scope = scope
-        member.http.put(
-            f"/v1/admin/scopes/{scope}/members/{member.user}",
-            json={"role": "writer"},
-            headers=admin,
-        )
-    return members
-
-
-def test_a_held_pull_returns_with_another_clients_commit(
-    app: Any, new_client: Any, admin: dict[str, str]
-) -> None:
-    alice, bob = _shared(new_client, admin, 2)
+def test_a_held_pull_returns_with_another_clients_commit(app: Any, shared_members: Any) -> None:
+    alice, bob = shared_members(2)
     _, checkpoint = bob.pull_all()
     held = _held(app, bob, {bob.scope: checkpoint}, wait=30)
     _settle(app)
@@ -96,10 +81,8 @@ def test_a_pull_with_changes_is_answered_at_once(app: Any, sync_client: SyncTest
     assert took < 20
 
 
-def test_a_held_pull_of_several_scopes_wakes_on_any_of_them(
-    app: Any, new_client: Any, admin: dict[str, str]
-) -> None:
-    alice, bob = _shared(new_client, admin, 2)
+def test_a_held_pull_of_several_scopes_wakes_on_any_of_them(app: Any, shared_members: Any) -> None:
+    alice, bob = shared_members(2)
     _, team_cp = bob.pull_all()
     _, own_cp = bob.pull_all(f"user:{bob.user}")
     held = _held(app, bob, {f"user:{bob.user}": own_cp, bob.scope: team_cp}, wait=30)
@@ -131,9 +114,9 @@ def test_a_commit_between_the_first_look_and_the_subscription_is_not_missed(
 
 
 def test_losing_membership_ends_a_held_pull_with_403(
-    app: Any, new_client: Any, admin: dict[str, str]
+    app: Any, shared_members: Any, admin: dict[str, str]
 ) -> None:
-    alice, bob = _shared(new_client, admin, 2)
+    alice, bob = shared_members(2)
     _, checkpoint = bob.pull_all()
     held = _held(app, bob, {bob.scope: checkpoint}, wait=30)
     _settle(app)

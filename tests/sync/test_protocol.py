@@ -73,26 +73,12 @@ def test_lww_keeps_concurrent_edits_of_different_fields(new_client: Any, admin: 
     assert records[("notes", "doc")]["value"] == {"title": "final", "body": "bob's text"}
 
 
-def _shared(new_client: Any, admin: Any, count: int) -> list[SyncTestClient]:
-    members = [new_client() for _ in range(count)]
-    scope = f"team:{members[0].user}"
-    for member in members:
-        member.scope = scope
-        reply = member.http.put(
-            f"/v1/admin/scopes/{scope}/members/{member.user}",
-            json={"role": "writer"},
-            headers=admin,
-        )
-        assert reply.status_code in (200, 201)
-    return members
-
-
 def test_g4_a_superseded_write_is_corrected_for_a_client_that_skipped_the_newer_record(
-    new_client: Any, admin: Any
+    shared_members: Any,
 ) -> None:
     """The RxDB pattern: a client skips pulled records it has pending writes for. Its write then
     loses to a newer one; the result says so, and its next pull brings the server's record."""
-    alice, bob = _shared(new_client, admin, 2)
+    alice, bob = shared_members(2)
     bob_edit = bob.put("doc", {"title": "bob"})  # made offline, before alice's
     time.sleep(0.01)
     created = _results(alice.push([alice.put("doc", {"title": "alice"})], wait=20))
@@ -109,9 +95,9 @@ def test_g4_a_superseded_write_is_corrected_for_a_client_that_skipped_the_newer_
 
 
 def test_applied_results_carry_the_version_and_current_when_the_outcome_differs(
-    new_client: Any, admin: Any
+    shared_members: Any,
 ) -> None:
-    alice, bob = _shared(new_client, admin, 2)
+    alice, bob = shared_members(2)
     first = _results(alice.push([alice.put("doc", {"title": "draft"})], wait=20))
     assert first == [{"id": 1, "status": "applied", "version": 1}]  # as asked: no `current`
     bob_edit = bob.patch("doc", {"title": "old", "body": "bob's"})

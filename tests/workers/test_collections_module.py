@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 
+from bench.harness import wait_ready
 from config import Settings
 from tests.conftest import ROOT, _wait_for_workers
 from workers.factory import worker_argv
@@ -71,16 +72,7 @@ def test_a_collections_module_in_the_project_root_works_in_web_and_worker(
     web = _gunicorn(env, tmp_path / "web.log")
     try:
         _wait_for_workers(settings, [name], worker)
-        deadline = time.monotonic() + 60
-        while True:
-            assert web.poll() is None, (tmp_path / "web.log").read_text()
-            try:
-                if httpx.get(f"{WEB}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "web never became ready"
-            time.sleep(0.3)
+        wait_ready(WEB, web)
         token = jwt.encode(
             {"sub": "widget-user", "exp": int(time.time()) + 600},
             test_env["JWT_SECRET"],
