@@ -1,8 +1,9 @@
 """Redis locks that serialize writers: one per client (G2 order) and one per scope (G3 order).
 
-FerretDB 1.24 has no atomic read-modify-write (docs/ferretdb-backends.md), so the engine never
-relies on the database to arbitrate concurrent writers: a batch is applied only while its
-worker holds the lease of its client and the lock of every scope it writes. Names are taken in
+The engine does not rely on the database to arbitrate concurrent writers (it was designed for
+FerretDB 1.24, which had no atomic read-modify-write; docs/embedded-store.md): a batch is
+applied only while its worker holds the lease of its client and the lock of every scope it
+writes. Names are taken in
 one global order (sorted), so two batches can never wait on each other in a cycle.
 """
 

@@ -12,8 +12,8 @@ A change therefore never appears behind a checkpoint already handed out: a reade
 watermark W has seen every record with seq <= W, and later changes get seqs above W.
 A crash between 1 and 2 leaves records above the watermark; the next writer in the scope
 re-stamps them above its own commit before it writes anything (`_recover`), so they become
-visible whole. Nothing here needs a multi-document transaction or an atomic read-modify-write,
-neither of which FerretDB 1.24 provides (docs/ferretdb-backends.md).
+visible whole. Nothing here needs a multi-document transaction or an atomic read-modify-write
+(the design began on FerretDB 1.24, which had neither; docs/embedded-store.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 pymongo's MongoClient is not fork-safe, so `MongoHandle` creates its client lazily in the
 process that uses it and recreates it after a fork (gunicorn and Celery prefork both fork).
 The design uses no multi-document transactions, change streams, TTL or partial indexes, so it
-runs unchanged on MongoDB >= 6 and on FerretDB 1.24.
+runs unchanged on MongoDB >= 6 and on the embedded SecantusDB (docs/embedded-store.md).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class MongoHandle:
 
 
 def ensure_indexes(db: Database) -> None:
-    """Create the indexes the sync queries rely on (on MongoDB; FerretDB 1.24 scans anyway)."""
+    """Create the indexes the sync queries rely on (MongoDB and SecantusDB serve them)."""
     # Pull and crash recovery walk a scope in server order: (scope, seq) serves filter and sort.
     db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")
     db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")
