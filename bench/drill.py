@@ -7,7 +7,7 @@ then Redis, then one prefork child of the worker. When the load stops the backlo
 then every client's counter total must equal the last id it sent (exactly once), no batch may
 have failed, and the `sync` queue must never have held more messages than unapplied batches
 (plus a small constant). The drain rate is compared with a fault-free drain of a backlog on the
-same stack, same run.
+same stack, same run. Beat runs housekeeping every 15 s (`STUCK_BATCH_AFTER` 60 s).
 
     ./dev services && set -a && . .dev/app.env && set +a
     .venv/bin/python -m bench.drill --clients 8 --seconds 90 --own-stack
@@ -184,8 +184,9 @@ def _unapplied(db: Any) -> int:
     return db.sync_batches.count_documents({"status": {"$in": ["queued", "applying"]}})
 
 
-def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
-    env = {**os.environ, **stack.env}
+def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, ...]:
+    # Housekeeping sooner than its defaults, to see recovery within the drill.
+    env = {**os.environ, **stack.env, "HOUSEKEEPING_INTERVAL": "15", "STUCK_BATCH_AFTER": "60"}
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
          "api:create_app()"],
@@ -199,8 +200,14 @@ def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, su
         cwd=ROOT, env=env, stdout=(log_dir / "drill-worker.log").open("w"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "beat",
+         "--schedule", str(log_dir / "drill-beat-schedule"), "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=(log_dir / "drill-beat.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
     wait_ready(f"http://127.0.0.1:{port}", web, 90)
-    return web, worker
+    return web, worker, beat
 
 
 def _drain(db: Any, ids: list[str], timeout: float) -> float:
@@ -232,7 +239,7 @@ def _baseline(base: str, secret: str, db: Any, worker: subprocess.Popen, clients
 
 def drill(stack: Stack, clients: int, seconds: float, port: int, log_dir: Path) -> dict[str, Any]:
     db = MongoClient(stack.env["MONGODB_URL"], tz_aware=True).get_default_database()
-    web, worker = _start(stack, port, log_dir)
+    web, worker, beat = _start(stack, port, log_dir)
     base, secret = f"http://127.0.0.1:{port}", stack.env["JWT_SECRET"]
     try:
         baseline = _baseline(base, secret, db, worker, clients)
@@ -282,7 +289,7 @@ def drill(stack: Stack, clients: int, seconds: float, port: int, log_dir: Path) 
             {"_id": {"$in": [b for app in apps for b in app.batch_ids]}, "status": "failed"}
         )
     finally:
-        for proc in (web, worker):
+        for proc in (web, worker, beat):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(60)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -41,6 +41,11 @@ from sync.batches import (
     seen,
 )
 from sync.leases import LeaseLost, LeaseUnavailable
+
+# A batch a worker took this long ago, not parked, not final and not seen since, lost its
+# message: every retry of a waiting batch that is not parked comes back sooner (lock
+# contention 1-2 s, connection errors at most 30 s).
+LOST_AFTER_SECONDS = 90
 
 
 def next_batch(db: Database, client_id: str) -> str | None:
@@ -72,6 +77,32 @@ def take(db: Database, batch_id: str) -> bool:
         {"_id": batch_id, "parked_at": {"$exists": True}}, {"$unset": {"parked_at": ""}}
     )
     return found is not None
+
+
+def rescue_lost_head(
+    db: Database, client_id: str, publish: Callable[[str], None], lost_after: float
+) -> bool:
+    """Publish the client's next batch again if a worker took its message over `lost_after`
+    seconds ago and nothing has seen it since: a retry lost with a broker that went down
+    under it. Without this, the batches parked behind it would wait for the housekeeping
+    sweep. A rescued batch is marked seen, so its followers do not all publish it."""
+    head = next_batch(db, client_id)
+    if head is None:
+        return False
+    now = datetime.now(UTC)
+    taken = db[BATCHES].find_one_and_update(
+        {
+            "_id": head,
+            "status": {"$in": [QUEUED, APPLYING]},
+            "parked_at": {"$exists": False},
+            "seen_at": {"$lt": now - timedelta(seconds=lost_after)},
+        },
+        {"$set": {"seen_at": now}},
+    )
+    if taken is None:
+        return False
+    publish(head)
+    return True
 
 
 def hand_off(db: Database, batch_id: str, publish: Callable[[str], None]) -> bool:
@@ -106,7 +137,13 @@ def apply_in_order(
     seen(db, batch_id)
     try:
         status = apply_batch(db, redis, batch_id, config, crash_point=crash_point)
-    except (WaitingForPredecessor, GapPending):
+    except WaitingForPredecessor:
+        park(db, batch_id)  # the worker of its predecessor takes it
+        client = db[BATCHES].find_one({"_id": batch_id}, {"client_id": 1}) or {}
+        if client:
+            rescue_lost_head(db, client["client_id"], publish, LOST_AFTER_SECONDS)
+        raise
+    except GapPending:
         park(db, batch_id)  # the worker of its predecessor takes it; a retry is the safety net
         raise
     except LeaseUnavailable as exc:

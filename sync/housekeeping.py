@@ -23,7 +23,7 @@ from sync.batches import (
     QUEUED,
     behind_a_pending_batch,
 )
-from sync.chain import hand_off
+from sync.chain import LOST_AFTER_SECONDS, hand_off, rescue_lost_head
 from sync.scopelog import RECORDS, committed_seq
 
 MAX_REQUEUES = 3
@@ -69,6 +69,8 @@ def requeue_stuck_batches(
             # it a message to find out.
             if not behind_a_pending_batch(db, doc["client_id"], doc["mutations"]):
                 count += hand_off(db, doc["_id"], publish)
+            elif rescue_lost_head(db, doc["client_id"], publish, LOST_AFTER_SECONDS):
+                count += 1  # the batch it waits for lost its message
             continue
         if busy is None:
             busy = backlog() > 0

@@ -42,6 +42,7 @@ CHAIN_BUDGET_SECONDS = 60
     # The database or Redis (locks) unreachable: the batch waits for them, it does not fail.
     autoretry_for=(ConnectionFailure, RedisConnectionError, RedisTimeoutError),
     retry_backoff=True,
+    retry_backoff_max=30,  # below sync.chain.LOST_AFTER_SECONDS: a live retry is never "lost"
     max_retries=None,
 )
 def apply_batch(self: Task, batch_id: str) -> dict[str, Any]:

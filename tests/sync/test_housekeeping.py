@@ -136,3 +136,18 @@ def test_an_old_backlog_is_neither_multiplied_nor_failed(
         c.wait_final(b) for c, b in zip([c for c in clients for _ in range(10)], ids, strict=True)
     ]
     assert {f["status"] for f in finals} == {"applied"}
+
+
+def test_a_batch_whose_retry_was_lost_is_rescued_by_the_batch_behind_it(
+    db: Database, sync_client: Any
+) -> None:
+    """A worker took batch 1 and its retry went down with the broker: nothing will deliver it
+    again. Batch 2 arrives, parks behind it, sees it long unseen and publishes it anew."""
+    c = sync_client
+    first = c.store_unpublished(db, [c.put("a", {"v": 1})])
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    db[batches.BATCHES].update_one({"_id": first}, {"$set": {"seen_at": long_ago}})
+    second = c.push([c.put("b", {"v": 2})]).get_json()["batch_id"]
+    assert c.wait_final(first)["status"] == "applied"
+    assert c.wait_final(second)["status"] == "applied"
+    assert c.pull().get_json()["last_mutation_id"] == 2
