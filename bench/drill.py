@@ -99,7 +99,6 @@ def own_stack(state: Path) -> Iterator[Stack]:
         "ADMIN_API_KEY": secrets.token_urlsafe(32),
         "LOCK_TTL": "3",  # a killed child's locks free up soon
         "LOG_LEVEL": "INFO",
-        "PROMETHEUS_MULTIPROC_DIR": "",
     }
     try:
         yield Stack(env, dev_env, state)
@@ -185,8 +184,12 @@ def _unapplied(db: Any) -> int:
 
 
 def _start(stack: Stack, port: int, log_dir: Path) -> tuple[subprocess.Popen, ...]:
-    # Housekeeping sooner than its defaults, to see recovery within the drill.
-    env = {**os.environ, **stack.env, "HOUSEKEEPING_INTERVAL": "15", "STUCK_BATCH_AFTER": "60"}
+    # Housekeeping sooner than its defaults, to see recovery within the drill; metric samples
+    # in a directory of the drill's own.
+    metrics = log_dir / "drill-prometheus"
+    metrics.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **stack.env, "HOUSEKEEPING_INTERVAL": "15", "STUCK_BATCH_AFTER": "60",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics)}  # fmt: skip
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
          "api:create_app()"],
