@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -199,15 +200,24 @@ def _has_news(reply: dict[str, Any]) -> bool:
     return any(page["changes"] or page["has_more"] for page in reply["scopes"].values())
 
 
+def _moved(after: dict[str, int]) -> bool:
+    """Whether a scope's watermark is past the position the pull left it at."""
+    return positions_changed({scope: committed_seq(_db(), scope) for scope in after}, after)
+
+
+def _positions(reply: dict[str, Any]) -> dict[str, int]:
+    return {
+        scope: Checkpoint.decode(page["checkpoint"]).seq for scope, page in reply["scopes"].items()
+    }
+
+
 def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, Any]:
     """Hold a pull with nothing new until a commit in one of its scopes, `wait` s at most, the
     token's expiry (then 401) or a lost membership (then 403)."""
     if _has_news(reply):
         return reply
     hub = current_app.extensions["offgrid.live"]
-    after = {
-        scope: Checkpoint.decode(page["checkpoint"]).seq for scope, page in reply["scopes"].items()
-    }
+    after = _positions(reply)
     deadline = time.monotonic() + wait
     expires = token_expiry(bearer_token())
     reason = "timeout"
@@ -220,9 +230,7 @@ def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, A
             woke = wait_for_commit(
                 hub,
                 after,
-                changed=lambda: positions_changed(
-                    {scope: committed_seq(_db(), scope) for scope in after}, after
-                ),
+                changed=functools.partial(_moved, after),
                 timeout=remaining,
             )
             if hub.closing:
@@ -239,6 +247,9 @@ def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, A
                     LIVE_LATENCY.observe(max(0.0, time.time() - woke.committed_at))
                 LIVE_WAKEUPS.labels("commit").inc()
                 return fresh
+            # The scope moved, but by nothing this pull shows (other collections, a tombstone
+            # an initial sync skips): wait from the new positions, not the old ones.
+            after = _positions(fresh)
     finally:
         LIVE_HELD.dec()
     LIVE_WAKEUPS.labels(reason).inc()
