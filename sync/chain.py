@@ -10,10 +10,11 @@ that message: applying it ahead would leave the message behind, so the queue nev
 messages than unapplied batches. So out-of-order batches apply the moment their gap fills, and a
 backlog drains in one pass through the queue.
 
-Nothing is lost by parking: a batch is stored before its message is published, the gap check
-and the ledger advance both happen under the client's lease, and the successor is looked up
-after the ledger moved; so either the waiting batch saw the ledger already advanced, or the
-worker that advanced it finds the waiting batch stored. A worker that dies mid-chain leaves
+Nothing is lost by parking: a batch is stored before its message is published; the ledger
+advance happens before the predecessor's worker looks for (and takes) the parked successor, and
+the parking happens before the parked batch reads the ledger once more. So either that worker
+finds the batch parked and takes it, or the batch sees the ledger advanced and hands itself a
+message. A worker that dies mid-chain leaves
 its message unacknowledged; the redelivery finds its batch final and goes on with the chain.
 """
 
@@ -105,6 +106,18 @@ def rescue_lost_head(
     return True
 
 
+def recheck_after_parking(db: Database, batch: dict[str, Any], publish: Callable[[str], None]) -> None:
+    """Look again once parked. The predecessor's worker may have looked for this batch after
+    the gap check but before the parking, and found it unparked: then the ledger has moved,
+    and the batch hands itself a message. Else, if the batch it waits for lost its message,
+    rescue that one."""
+    ledger = db[CLIENTS].find_one({"_id": batch["client_id"]}, {"last_mutation_id": 1}) or {}
+    if batch["mutations"][0]["id"] <= int(ledger.get("last_mutation_id", 0)) + 1:
+        hand_off(db, batch["_id"], publish)
+    else:
+        rescue_lost_head(db, batch["client_id"], publish, LOST_AFTER_SECONDS)
+
+
 def hand_off(db: Database, batch_id: str, publish: Callable[[str], None]) -> bool:
     """Publish a parked batch (once, however many callers race); False if it was not parked,
     so a message for it is on its way already."""
@@ -137,14 +150,12 @@ def apply_in_order(
     seen(db, batch_id)
     try:
         status = apply_batch(db, redis, batch_id, config, crash_point=crash_point)
-    except WaitingForPredecessor:
-        park(db, batch_id)  # the worker of its predecessor takes it
-        client = db[BATCHES].find_one({"_id": batch_id}, {"client_id": 1}) or {}
-        if client:
-            rescue_lost_head(db, client["client_id"], publish, LOST_AFTER_SECONDS)
-        raise
-    except GapPending:
-        park(db, batch_id)  # the worker of its predecessor takes it; a retry is the safety net
+    except (WaitingForPredecessor, GapPending):
+        # The worker of its predecessor takes it (for a gap, a delayed retry is the safety net).
+        park(db, batch_id)
+        waiting = db[BATCHES].find_one({"_id": batch_id}, {"client_id": 1, "mutations": 1})
+        if waiting is not None:
+            recheck_after_parking(db, waiting, publish)
         raise
     except LeaseUnavailable as exc:
         if str(exc.args[0]).startswith("client:"):

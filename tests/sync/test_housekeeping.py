@@ -151,3 +151,25 @@ def test_a_batch_whose_retry_was_lost_is_rescued_by_the_batch_behind_it(
     assert c.wait_final(first)["status"] == "applied"
     assert c.wait_final(second)["status"] == "applied"
     assert c.pull().get_json()["last_mutation_id"] == 2
+
+
+def test_a_batch_parked_after_its_predecessor_was_applied_hands_itself_a_message(
+    db: Database, sync_client: Any
+) -> None:
+    """The race: batch 2 found batch 1 pending and decided to park, but batch 1's worker applied
+    it and looked for batch 2 before the parking was written, found it unparked and stopped.
+    Once parked, batch 2 reads the ledger again and hands itself a message."""
+    from sync import chain
+
+    c = sync_client
+    db[batches.CLIENTS].update_one(
+        {"_id": c.client_id}, {"$set": {"user": c.user, "last_mutation_id": 1}}, upsert=True
+    )  # batch 1 was applied meanwhile
+    c.next_id = 2
+    second = c.store_unpublished(db, [c.put("b", {"v": 2})])
+    chain.park(db, second)
+    published: list[str] = []
+    waiting = db[batches.BATCHES].find_one({"_id": second})
+    chain.recheck_after_parking(db, waiting, published.append)
+    assert published == [second]
+    assert "parked_at" not in db[batches.BATCHES].find_one({"_id": second})
