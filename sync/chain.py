@@ -106,7 +106,9 @@ def rescue_lost_head(
     return True
 
 
-def recheck_after_parking(db: Database, batch: dict[str, Any], publish: Callable[[str], None]) -> None:
+def recheck_after_parking(
+    db: Database, batch: dict[str, Any], publish: Callable[[str], None]
+) -> None:
     """Look again once parked. The predecessor's worker may have looked for this batch after
     the gap check but before the parking, and found it unparked: then the ledger has moved,
     and the batch hands itself a message. Else, if the batch it waits for lost its message,
