@@ -253,4 +253,5 @@ def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, A
     finally:
         LIVE_HELD.dec()
     LIVE_WAKEUPS.labels(reason).inc()
+    _authorize_pull(body)  # a membership lost while it waited ends it with 403, commit or not
     return _pull(body, keep_unmoved=True)

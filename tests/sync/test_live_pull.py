@@ -156,3 +156,15 @@ def test_shutdown_answers_held_pulls_at_once(
         reply, took = future.result(timeout=30)
         assert reply.status_code == 200 and took < 20
         assert reply.get_json()["scopes"][c.scope]["changes"] == []
+
+
+def test_losing_membership_while_held_ends_the_pull_with_403_even_without_a_commit(
+    app: Any, shared_members: Any, admin: dict[str, str]
+) -> None:
+    _, bob = shared_members(2)
+    _, checkpoint = bob.pull_all()
+    held = _held(app, bob, {bob.scope: checkpoint}, wait=3)
+    _settle(app)
+    bob.http.delete(f"/v1/admin/scopes/{bob.scope}/members/{bob.user}", headers=admin)
+    reply, _ = held.result(timeout=30)
+    assert reply.status_code == 403
