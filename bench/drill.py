@@ -221,7 +221,7 @@ def _drain(db: Any, clients: list[str], timeout: float) -> float:
     ):
         if time.monotonic() - started > timeout:
             raise RuntimeError("the backlog did not drain")
-        time.sleep(0.2)
+        time.sleep(1)  # the store serves the workers too: a light poll
     return time.monotonic() - started
 
 
@@ -257,7 +257,7 @@ def drill(stack: Stack, clients: int, seconds: float, port: int, log_dir: Path) 
                 depth = _queue_depth(stack.env)
                 if depth is not None:
                     excess.append(depth - _unapplied(db))
-                time.sleep(0.5)
+                time.sleep(1)
 
         sampler = threading.Thread(target=sample, daemon=True)
         for app in apps:

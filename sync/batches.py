@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from redis import Redis
@@ -35,7 +36,7 @@ from sync import membership
 from sync.collections import CollectionRegistry
 from sync.conflicts import RecordState, Rejection, asked, load_resolver, resolve
 from sync.hlc import too_far_ahead
-from sync.leases import LeaseUnavailable, ensure_held, held, refresh
+from sync.leases import LeaseLost, LeaseUnavailable, ensure_held, held, refresh
 from sync.live import announce
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
@@ -251,7 +252,10 @@ def _resolver(dotted: str) -> Any:
 
 def _finish(db: Database, batch: dict[str, Any], **fields: Any) -> dict[str, Any]:
     fields["updated_at"] = datetime.now(UTC)
-    db[BATCHES].update_one({"_id": batch["_id"]}, {"$set": fields})
+    # Never over a final status: a worker that lost its lease may finish late.
+    db[BATCHES].update_one(
+        {"_id": batch["_id"], "status": {"$nin": list(FINAL_STATUSES)}}, {"$set": fields}
+    )
     return status_view({**batch, **fields})
 
 
@@ -292,6 +296,7 @@ def _resolve_and_commit(
             refresh(locks)  # a long batch keeps its locks; a dead worker's expire
             refreshed = time.monotonic()
     ensure_held(locks)
+    hook("before_commit")
     for scope, writer in writers.items():
         if writer.commit(hook):
             announce(redis, scope, writer.committed_seq)  # wakes the live pulls of the scope
@@ -367,7 +372,14 @@ def _apply_held(
         return status_view(batch)
     client_id, mutations = batch["client_id"], batch["mutations"]
     now = now or datetime.now(UTC)
-    last = _ledger(db, client_id)
+    # The lease's fencing token: the ledger only moves while no newer holder took the client.
+    lease = db[CLIENTS].find_one_and_update(
+        {"_id": client_id},
+        {"$inc": {"fence": 1}},
+        {"last_mutation_id": 1, "fence": 1},
+        return_document=ReturnDocument.AFTER,
+    ) or {"fence": None}
+    last = int(lease.get("last_mutation_id", 0))
     start = batch.get("start_ledger")
     if start is None:
         fresh = [m["id"] for m in mutations if m["id"] > last]
@@ -393,10 +405,12 @@ def _apply_held(
                 db, batch, status=FAILED, reason="gap", results=results, last_mutation_id=last
             )
         start = last
-        db[BATCHES].update_one(
-            {"_id": batch_id},
+        claimed = db[BATCHES].update_one(
+            {"_id": batch_id, "status": {"$in": [QUEUED, APPLYING]}},
             {"$set": {"status": APPLYING, "start_ledger": start, "updated_at": now}},
         )
+        if claimed.matched_count == 0:  # finished meanwhile by a newer holder of the lease
+            raise LeaseLost(f"client:{client_id} (batch {batch_id} finished elsewhere)")
         hook("after_claim")
 
     results = batch.get("staged_results")
@@ -408,7 +422,11 @@ def _apply_held(
     newest = max([last, *(m["id"] for m in mutations)])
     if newest > last:
         ensure_held(locks)
-        db[CLIENTS].update_one({"_id": client_id}, {"$set": {"last_mutation_id": newest}})
+        moved = db[CLIENTS].update_one(
+            {"_id": client_id, "fence": lease["fence"]}, {"$set": {"last_mutation_id": newest}}
+        )
+        if moved.matched_count == 0:
+            raise LeaseLost(f"client:{client_id} (taken by a newer holder)")
         hook("after_ledger")
     status = _finish(db, batch, status=APPLIED, results=results, last_mutation_id=newest)
     hook("after_final")

@@ -1,8 +1,8 @@
 """A scope's server order: record sequence numbers and the committed watermark (G3, G4b).
 
 Every record carries `seq`, its position in its scope's server order; a change gives it a new,
-higher seq. The scope's head `sync_scopes {_id: scope, committed_seq}` says how far that order is
-complete. Readers only look at records with `seq <= committed_seq`.
+higher seq. The scope's head `sync_scopes {_id: scope, committed_seq, fence}` says how far that
+order is complete. Readers only look at records with `seq <= committed_seq`.
 
 A writer holds the scope's lock (`sync.leases`), so seqs are handed out by one writer at a time,
 and commits in this order:
@@ -12,8 +12,23 @@ A change therefore never appears behind a checkpoint already handed out: a reade
 watermark W has seen every record with seq <= W, and later changes get seqs above W.
 A crash between 1 and 2 leaves records above the watermark; the next writer in the scope
 re-stamps them above its own commit before it writes anything (`_recover`), so they become
-visible whole. Nothing here needs a multi-document transaction or an atomic read-modify-write
-(the design began on FerretDB 1.24, which had neither; docs/embedded-store.md).
+visible whole.
+
+**Fencing.** A Redis lock can expire under a holder that stalls (a frozen VM, a long GC pause)
+and then wakes up still believing it holds it. So the database, not the lock, decides who may
+write, with single-document conditional updates only (no transactions; SPEC §7):
+- taking the scope, a writer increments the head's `fence` and gets the new value, its token;
+- before writing records it records its *intent* on the head (its token, the ids it will
+  write and its highest seq), on condition that `fence` still equals its token;
+- each record write is conditional on the record's own `fence` not being above the token, and
+  stamps the token on it; the head write (the commit) is conditional on `fence` == token;
+- the next writer, finding an intent of an older token on the head, first raises the `fence`
+  of each record named there (creating an empty placeholder for ids not written yet), then
+  re-stamps what that writer wrote, and hands out seqs above the intent's highest.
+So a writer that lost the scope is refused (`sync.leases.LeaseLost`) at its next write:
+whatever it wrote before the takeover is re-stamped by the new writer and becomes visible once,
+it cannot overwrite a newer writer's record, write a seq below a watermark already handed out,
+or move the watermark.
 """
 
 from __future__ import annotations
@@ -23,11 +38,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from sync.conflicts import RecordState
+from sync.leases import LeaseLost
 
 SCOPES = "sync_scopes"
 RECORDS = "sync_records"
@@ -40,7 +56,7 @@ def record_id(scope: str, collection: str, key: str) -> str:
 
 
 def state_from_doc(doc: dict[str, Any] | None) -> RecordState:
-    if doc is None:
+    if doc is None or "seq" not in doc:  # absent, or a fencing placeholder (never written)
         return RecordState()
     lww = doc.get("lww") or {}
     return RecordState(
@@ -77,17 +93,40 @@ def doc_from_state(
 
 
 class ScopeWriter:
-    """Stages record changes in one scope and commits them. Only the scope lock holder uses it."""
+    """Stages record changes in one scope and commits them. Only the scope lock holder uses it;
+    the database refuses its writes once a newer writer has taken the scope (fencing)."""
 
     def __init__(self, db: Database, scope: str) -> None:
         self.db = db
         self.scope = scope
-        head = db[SCOPES].find_one({"_id": scope}) or {"committed_seq": 0}
+        head = db[SCOPES].find_one_and_update(
+            {"_id": scope},
+            {"$inc": {"fence": 1}, "$setOnInsert": {"committed_seq": 0}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        self.token = int(head["fence"])
         self.committed_seq = int(head["committed_seq"])
-        self.next_seq = self.committed_seq + 1
+        intent = head.get("intent")
+        highest = self.committed_seq
+        if intent is not None and int(intent["token"]) < self.token:
+            self._fence_out(intent)
+            highest = max(highest, int(intent["highest_seq"]))
+        self.next_seq = highest + 1  # never a seq a writer that lost the scope may have written
         self._loaded: dict[str, dict[str, Any] | None] = {}
         self._staged: dict[str, dict[str, Any]] = {}
         self._recover()
+
+    def _fence_out(self, intent: dict[str, Any]) -> None:
+        """Raise the fence of every record an older writer meant to write, so that any write it
+        still makes is refused (a placeholder for ids it has not written yet)."""
+        self.db[RECORDS].bulk_write(
+            [
+                UpdateOne({"_id": rid}, {"$max": {"fence": self.token}}, upsert=True)
+                for rid in intent["rids"]
+            ],
+            ordered=False,
+        )
 
     def _recover(self) -> None:
         """Re-stamp records a crashed writer left above the watermark, in their old order."""
@@ -101,20 +140,20 @@ class ScopeWriter:
             self.stage(doc)
 
     def prefetch(self, rids: list[str]) -> None:
-        """Load many records in one query (index lookups on MongoDB, one scan on FerretDB)."""
+        """Load many records in one query (index lookups)."""
         wanted = [rid for rid in set(rids) if rid not in self._loaded and rid not in self._staged]
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start : start + 1000]
             found = {d["_id"]: d for d in self.db[RECORDS].find({"_id": {"$in": chunk}})}
             for rid in chunk:
-                self._loaded[rid] = found.get(rid)
+                self._loaded[rid] = _written(found.get(rid))
 
     def record(self, rid: str) -> dict[str, Any] | None:
         """The record's document as this writer will leave it (staged, else stored)."""
         if rid in self._staged:
             return self._staged[rid]
         if rid not in self._loaded:
-            self._loaded[rid] = self.db[RECORDS].find_one({"_id": rid})
+            self._loaded[rid] = _written(self.db[RECORDS].find_one({"_id": rid}))
         return self._loaded[rid]
 
     def stage(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -126,39 +165,56 @@ class ScopeWriter:
 
     def commit(self, crash_point: Callable[[str], None] | None = None) -> bool:
         """Write the staged records, then raise the watermark over them; False if nothing was
-        staged."""
+        staged. Raises `LeaseLost` when a newer writer has taken the scope: nothing of this
+        writer's becomes visible but through that writer's re-stamping."""
         if not self._staged:
             return False
         hook = crash_point or (lambda _step: None)
-        # New records go in one insert_many (a bulk insert is cheap everywhere); changed ones are
-        # replaced one by one (FerretDB 1.24 hangs on multi-statement updates).
         staged = sorted(self._staged.values(), key=lambda d: d["seq"])
-        new = [d for d in staged if self._loaded.get(d["_id"]) is None]
-        changed = [d for d in staged if self._loaded.get(d["_id"]) is not None]
-        if new:
-            try:
-                self.db[RECORDS].insert_many(new, ordered=False)
-            except BulkWriteError as exc:
-                # Written by an earlier run that crashed (the record exists already): replace.
-                errors = exc.details["writeErrors"]
-                failed = {new[e["index"]]["_id"] for e in errors if e["code"] == 11000}
-                if len(failed) != len(errors):
-                    raise
-                changed += [d for d in new if d["_id"] in failed]
-            hook("after_record_write")
-        for doc in changed:
-            self.db[RECORDS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-            hook("after_record_write")
-        self.committed_seq = self.next_seq - 1
-        self.db[SCOPES].replace_one(
-            {"_id": self.scope},
-            {"_id": self.scope, "committed_seq": self.committed_seq},
-            upsert=True,
-        )
+        intent = {"token": self.token, "rids": [d["_id"] for d in staged],
+                  "highest_seq": staged[-1]["seq"]}  # fmt: skip
+        self._fenced(self.db[SCOPES].update_one(
+            {"_id": self.scope, "fence": self.token}, {"$set": {"intent": intent}}
+        ))  # fmt: skip
+        hook("before_record_write")
+        try:
+            # Insert, or replace a record no newer writer has touched; a newer one's fence (or
+            # placeholder) makes the filter miss and the upsert collide on `_id`.
+            self.db[RECORDS].bulk_write(
+                [
+                    ReplaceOne(
+                        {"_id": d["_id"], "fence": {"$not": {"$gt": self.token}}},
+                        {**d, "fence": self.token},
+                        upsert=True,
+                    )
+                    for d in staged
+                ],
+                ordered=True,
+            )
+        except BulkWriteError as exc:
+            if all(e["code"] == 11000 for e in exc.details["writeErrors"]):
+                raise LeaseLost(f"scope:{self.scope} (record fenced by a newer writer)") from None
+            raise
+        hook("after_record_write")
+        highest = self.next_seq - 1
+        self._fenced(self.db[SCOPES].update_one(
+            {"_id": self.scope, "fence": self.token},
+            {"$set": {"committed_seq": highest}, "$unset": {"intent": ""}},
+        ))  # fmt: skip
+        self.committed_seq = highest
         hook("after_head_write")
         self._loaded.update(self._staged)
         self._staged.clear()
         return True
+
+    def _fenced(self, result: Any) -> None:
+        if result.matched_count == 0:
+            raise LeaseLost(f"scope:{self.scope} (taken by a newer writer)")
+
+
+def _written(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored record, or None for an absent id or a fencing placeholder."""
+    return doc if doc is not None and "seq" in doc else None
 
 
 def committed_seq(db: Database, scope: str) -> int:

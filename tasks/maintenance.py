@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from sync import housekeeping
+from tasks.publishing import publish_apply
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ def exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
     return {"job": job, "count": count}
 
 
-def _publish_apply(batch_id: str) -> None:
-    celery_app.send_task("sync.apply_batch", args=[batch_id], queue="sync", routing_key="sync")
-
-
 def _sync_ready() -> int:
     """Messages ready on the `sync` queue (a passive declare: it creates nothing)."""
     with celery_app.connection_for_write() as conn:
@@ -48,7 +45,7 @@ def requeue_stuck_batches() -> dict[str, Any]:
     return exclusive(
         "requeue_stuck_batches",
         300,
-        lambda: housekeeping.requeue_stuck_batches(mongo().db, _publish_apply, older, _sync_ready),
+        lambda: housekeeping.requeue_stuck_batches(mongo().db, publish_apply, older, _sync_ready),
     )
 
 

@@ -17,6 +17,7 @@ from push.providers import Outcome, Provider, providers_from_settings
 from push.ratelimit import ProviderRateLimit
 from sync.faults import crash_point
 from tasks.maintenance import exclusive
+from tasks.publishing import publish_chunk, publish_fan_out
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
 _local = threading.local()
@@ -62,10 +63,6 @@ def _observe(platform: str, outcome: Outcome) -> None:
     PUSH_OUTCOMES.labels(platform, outcome.kind, outcome.reason or "none").inc()
 
 
-def publish_fan_out(push_id: str) -> None:
-    celery_app.send_task("push.fan_out", args=[push_id], queue="push", routing_key="push")
-
-
 @celery_app.task(
     name="push.fan_out",
     ignore_result=True,  # the push's state lives in the database, not in Redis
@@ -79,9 +76,7 @@ def fan_out(push_id: str) -> dict[str, Any]:
     """Resolve the audience into chunks and queue one task per chunk not done yet."""
     chunks = notifications.plan_fan_out(mongo().db, push_id)
     for number in chunks:
-        celery_app.send_task(
-            "push.send_chunk", args=[push_id, number], queue="push", routing_key="push"
-        )
+        publish_chunk(push_id, number)
     return {"push_id": push_id, "chunks": len(chunks)}
 
 
@@ -108,13 +103,7 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
     if result.retry_in is not None:
         # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;
         # native delayed delivery counts whole seconds.
-        celery_app.send_task(
-            "push.send_chunk",
-            args=[push_id, number],
-            queue="push",
-            routing_key="push",
-            countdown=max(1, math.ceil(result.retry_in)),
-        )
+        publish_chunk(push_id, number, countdown=max(1, math.ceil(result.retry_in)))
         return {"push_id": push_id, "chunk": number, "retry_in": result.retry_in}
     return {"push_id": push_id, "chunk": number, **result.counts}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import Any
 
 from celery import Task
@@ -16,6 +17,7 @@ from push import tickles
 from sync import batches, chain
 from sync.faults import crash_point
 from sync.leases import LeaseLost, LeaseUnavailable
+from tasks.publishing import publish_apply, publish_fan_out
 from workers.celery_app import (
     celery_app,
     engine_config,
@@ -29,6 +31,17 @@ log = logging.getLogger(__name__)
 
 # A chain of one client's batches runs this long in one task, then hands the rest on.
 CHAIN_BUDGET_SECONDS = 60
+# How long a task keeps its message in hand while a lock is busy or Redis or the database is
+# unreachable, before it falls back to a delayed retry (which goes to the back of the queue).
+# Below the soft time limit; a batch waiting in hand stays `seen` (sync.chain.LOST_AFTER_SECONDS).
+PATIENCE_SECONDS = 120
+TRANSIENT = (
+    LeaseUnavailable,
+    LeaseLost,
+    ConnectionFailure,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 @celery_app.task(
@@ -39,7 +52,8 @@ CHAIN_BUDGET_SECONDS = 60
     ignore_result=True,
     soft_time_limit=240,
     time_limit=300,
-    # The database or Redis (locks) unreachable: the batch waits for them, it does not fail.
+    # The database or Redis (locks) unreachable past PATIENCE_SECONDS: the batch waits for
+    # them on a delayed retry, it does not fail.
     autoretry_for=(ConnectionFailure, RedisConnectionError, RedisTimeoutError),
     retry_backoff=True,
     retry_backoff_max=30,  # below sync.chain.LOST_AFTER_SECONDS: a live retry is never "lost"
@@ -47,7 +61,30 @@ CHAIN_BUDGET_SECONDS = 60
 )
 def apply_batch(self: Task, batch_id: str) -> dict[str, Any]:
     """Apply one stored batch, then the client's batches stored after it (`sync.chain`);
-    re-running it after a crash or redelivery has no further effect."""
+    re-running it after a crash or redelivery has no further effect.
+
+    A busy lock (its holder finishes, or dies and the lock expires within LOCK_TTL) or an
+    outage of Redis or the database is waited out with the message in hand: a retry would
+    send the batch to the back of the queue, and with a backlog its client's whole chain would
+    wait a full pass through it (its later batches parking one by one).
+    """
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            return _apply(self, batch_id)
+        except TRANSIENT as exc:
+            if time.monotonic() + delay > deadline or shutting_down():
+                if isinstance(exc, (LeaseUnavailable, LeaseLost)):
+                    log.info("batch %s: %r; retrying later", batch_id, exc)
+                    raise self.retry(countdown=1 + random.randint(0, 1), max_retries=None) from None
+                raise  # autoretry_for: a delayed retry with backoff
+            log.info("batch %s: %r; trying again in %.2f s", batch_id, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _apply(self: Task, batch_id: str) -> dict[str, Any]:
     db = mongo().db
     try:
         status = chain.apply_in_order(
@@ -57,7 +94,7 @@ def apply_batch(self: Task, batch_id: str) -> dict[str, Any]:
             engine_config(),
             budget_seconds=CHAIN_BUDGET_SECONDS,
             applied=_tickle,
-            publish=_publish,
+            publish=publish_apply,
             stopping=shutting_down,
             crash_point=crash_point(redis_client()),
         )
@@ -75,16 +112,7 @@ def apply_batch(self: Task, batch_id: str) -> dict[str, Any]:
         # Native delayed delivery (quorum queues) counts whole seconds, from 1.
         log.info("batch %s waits: %s", batch_id, exc)
         raise self.retry(countdown=max(1, math.ceil(exc.retry_in)), max_retries=None) from None
-    except (LeaseUnavailable, LeaseLost) as exc:
-        log.info("batch %s: %r; retrying", batch_id, exc)
-        raise self.retry(countdown=1 + random.randint(0, 1), max_retries=None) from None
     return {"batch_id": batch_id, "status": status["status"]}
-
-
-def _publish(batch_id: str) -> None:
-    celery_app.send_task(
-        "sync.apply_batch", args=[batch_id], queue="sync", routing_key="sync", task_id=batch_id
-    )
 
 
 def _tickle(batch_id: str) -> None:
@@ -99,4 +127,4 @@ def _tickle(batch_id: str) -> None:
         settings().tickle_debounce_seconds,
         settings().tickle_ios_debounce_seconds,
     ):
-        celery_app.send_task("push.fan_out", args=[push_id], queue="push", routing_key="push")
+        publish_fan_out(push_id)
