@@ -96,8 +96,15 @@ class BrokerAndSyncCollector(Collector):
             "offgrid_sync_lag_seconds", "Age of the oldest batch not yet applied (0 when none)"
         )
         db = self.app.extensions["offgrid.mongo"].db
-        oldest = db[BATCHES].find_one(
-            {"status": {"$in": [QUEUED, APPLYING]}}, {"created_at": 1}, sort=[("created_at", 1)]
+        # One query per status: a `$in` is a collection scan on SecantusDB (sync.batches).
+        found = [
+            db[BATCHES].find_one({"status": status}, {"created_at": 1}, sort=[("created_at", 1)])
+            for status in (QUEUED, APPLYING)
+        ]
+        oldest = min(
+            (doc for doc in found if doc is not None),
+            key=lambda doc: doc["created_at"],
+            default=None,
         )
         if oldest is None:
             lag.add_metric([], 0.0)

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.database import Database
 from redis import Redis
 
@@ -40,6 +39,7 @@ from sync.batches import (
     WaitingForPredecessor,
     apply_batch,
     seen,
+    unapplied_from,
 )
 from sync.leases import LeaseLost, LeaseUnavailable
 
@@ -53,16 +53,8 @@ def next_batch(db: Database, client_id: str) -> str | None:
     """The client's oldest unapplied batch that may apply now: it holds the next id (or only
     ids already applied, when the client resent them in another batch)."""
     ledger = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1}) or {}
-    doc = db[BATCHES].find_one(
-        {
-            "client_id": client_id,
-            "status": {"$in": [QUEUED, APPLYING]},
-            "mutations.id": {"$lte": int(ledger.get("last_mutation_id", 0)) + 1},
-        },
-        {"_id": 1},
-        sort=[("created_at", ASCENDING)],
-    )
-    return None if doc is None else doc["_id"]
+    found = unapplied_from(db, client_id, int(ledger.get("last_mutation_id", 0)) + 1)
+    return found[0]["_id"] if found else None
 
 
 def park(db: Database, batch_id: str) -> None:
@@ -74,10 +66,12 @@ def park(db: Database, batch_id: str) -> None:
 def take(db: Database, batch_id: str) -> bool:
     """Take a parked batch to apply it now (once, however many workers race); False if it is
     not parked: its message is on the queue, and it applies when that comes."""
-    found = db[BATCHES].find_one_and_update(
+    # An update, not find_one_and_update (a collection scan on SecantusDB: sync.leases); only
+    # one of the racing updates modifies the document.
+    found = db[BATCHES].update_one(
         {"_id": batch_id, "parked_at": {"$exists": True}}, {"$unset": {"parked_at": ""}}
     )
-    return found is not None
+    return found.modified_count == 1
 
 
 def rescue_lost_head(
@@ -91,7 +85,7 @@ def rescue_lost_head(
     if head is None:
         return False
     now = datetime.now(UTC)
-    taken = db[BATCHES].find_one_and_update(
+    taken = db[BATCHES].update_one(
         {
             "_id": head,
             "status": {"$in": [QUEUED, APPLYING]},
@@ -100,7 +94,7 @@ def rescue_lost_head(
         },
         {"$set": {"seen_at": now}},
     )
-    if taken is None:
+    if taken.modified_count != 1:
         return False
     publish(head)
     return True

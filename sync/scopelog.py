@@ -17,7 +17,8 @@ visible whole.
 **Fencing.** A Redis lock can expire under a holder that stalls (a frozen VM, a long GC pause)
 and then wakes up still believing it holds it. So the database, not the lock, decides who may
 write, with single-document conditional updates only (no transactions; SPEC §7):
-- taking the scope, a writer increments the head's `fence` and gets the new value, its token;
+- taking the scope, a writer increments the head's `fence` and gets the new value, its token
+  (`sync.leases.take_fence`);
 - before writing records it records its *intent* on the head (its token, the ids it will
   write and its highest seq), on condition that `fence` still equals its token;
 - each record write is conditional on the record's own `fence` not being above the token, and
@@ -38,12 +39,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from sync.conflicts import RecordState
-from sync.leases import LeaseLost
+from sync.leases import LeaseLost, take_fence
 
 SCOPES = "sync_scopes"
 RECORDS = "sync_records"
@@ -99,12 +100,8 @@ class ScopeWriter:
     def __init__(self, db: Database, scope: str) -> None:
         self.db = db
         self.scope = scope
-        head = db[SCOPES].find_one_and_update(
-            {"_id": scope},
-            {"$inc": {"fence": 1}, "$setOnInsert": {"committed_seq": 0}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        head = take_fence(db[SCOPES], scope, on_insert={"committed_seq": 0})
+        assert head is not None  # upserted
         self.token = int(head["fence"])
         self.committed_seq = int(head["committed_seq"])
         intent = head.get("intent")

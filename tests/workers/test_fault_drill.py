@@ -23,6 +23,7 @@ def test_a_backlog_drains_exactly_once_through_broker_redis_and_worker_kills(
     stack: Stack, tmp_path: Path
 ) -> None:
     result = drill(stack, clients=4, seconds=36, port=18171, log_dir=tmp_path)
+    assert result["drain_seconds"] is not None, result  # the backlog drained
     assert result["accepted_batches"] > 20, result
     assert result["exactly_once"], result["totals"]  # every counter = the last id its app sent
     assert result["failed_batches"] == 0
