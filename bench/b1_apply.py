@@ -28,7 +28,11 @@ CLIENTS = 4
 RAW_CHUNK = 50
 
 
-def engine_run(base: str, env: dict[str, str], mutations: int) -> float:
+def engine_run(
+    base: str, env: dict[str, str], mutations: int, progress: list[tuple[float, int]] | None = None
+) -> float:
+    """Mutations/s from the first push until pulls show every mutation acknowledged;
+    `progress` collects (seconds since start, mutations acknowledged) as the pulls see them."""
     run = uuid.uuid4().hex[:8]
     users = [f"bench-{run}-{i}" for i in range(CLIENTS)]
     headers = {
@@ -66,6 +70,7 @@ def engine_run(base: str, env: dict[str, str], mutations: int) -> float:
             )
             reply.raise_for_status()
     pending = set(users)
+    acknowledged = dict.fromkeys(users, 0)
     while pending:
         for u in list(pending):
             body = http.post(
@@ -73,9 +78,12 @@ def engine_run(base: str, env: dict[str, str], mutations: int) -> float:
                 json={"client_id": f"dev-{u}", "scopes": {f"user:{u}": None}, "limit": 1},
                 headers=headers[u],
             ).json()
+            acknowledged[u] = body["last_mutation_id"]
             if body["last_mutation_id"] == per_client:
                 pending.discard(u)
-        time.sleep(0.05)
+        if progress is not None:
+            progress.append((time.perf_counter() - start, sum(acknowledged.values())))
+        time.sleep(0.05 if progress is None else 1.0)
     return per_client * CLIENTS / (time.perf_counter() - start)
 
 
@@ -116,6 +124,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = []
+    spans = []
     for count in args.workers:
         env = bench_env(f"b1w{count}")
         MongoClient(env["MONGODB_URL"]).drop_database(f"offgrid_b1w{count}")
@@ -125,12 +134,14 @@ def main() -> None:
             base = start_api(procs, env, 18100 + count)
             engine_run(base, env, CLIENTS * 10)  # warm up connections and indexes
             before = sum(rss_mb(w.pid) for w in workers)
-            engine = engine_run(base, env, args.mutations)
+            progress: list[tuple[float, int]] = []
+            engine = engine_run(base, env, args.mutations, progress)
             after = sum(rss_mb(w.pid) for w in workers)
             raw = None if args.memory_only else raw_run(env, args.mutations)
         finally:
             procs.stop()
         rows.append((count, engine, raw, before, after))
+        spans.append((count, _rates(progress, args.mutations)))
     print(
         f"B1 apply, {datetime.date.today()}, --mutations {args.mutations}, "
         f"{CLIENTS} clients, batches of {BATCH}\n"
@@ -140,6 +151,21 @@ def main() -> None:
     for count, engine, raw, before, after in rows:
         raw_cell, ratio = (f"{raw:,.0f}", f"{engine / raw:.2f}") if raw else ("-", "-")
         print(f"| {count} | {engine:,.0f} | {raw_cell} | {ratio} | {before:.0f} → {after:.0f} |")
+    print("\nApply rate over the run (mutations/s, from the pulls' acknowledged ids):\n")
+    print("| workers | first fifth | last fifth |")
+    print("| ---: | ---: | ---: |")
+    for count, (first, last) in spans:
+        print(f"| {count} | {first:,.0f} | {last:,.0f} |")
+
+
+def _rates(progress: list[tuple[float, int]], mutations: int) -> tuple[float, float]:
+    """Mutations/s over the first and the last fifth of the mutations."""
+
+    def at(count: float) -> float:  # seconds when `count` mutations were acknowledged
+        return next((t for t, done in progress if done >= count), progress[-1][0])
+
+    fifth = mutations / 5
+    return fifth / max(at(fifth), 1e-9), fifth / max(at(mutations) - at(mutations - fifth), 1e-9)
 
 
 if __name__ == "__main__":
