@@ -362,7 +362,7 @@ def apply_batch(
 def behind_a_pending_batch(db: Database, client_id: str, mutations: Sequence[dict]) -> bool:
     """Whether the client's next id is not in these mutations but in a stored batch not yet
     applied (so that batch goes first, and its worker goes on with these)."""
-    last = _ledger(db, client_id)
+    last = ledger(db, client_id)
     return mutations[0]["id"] > last + 1 and _next_is_pending(db, client_id, last + 1)
 
 
@@ -372,7 +372,8 @@ def seen(db: Database, batch_id: str) -> None:
     db[BATCHES].update_one({"_id": batch_id}, {"$set": {"seen_at": datetime.now(UTC)}})
 
 
-def _ledger(db: Database, client_id: str) -> int:
+def ledger(db: Database, client_id: str) -> int:
+    """The client's last applied mutation id (0 before its first)."""
     doc = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1}) or {}
     return int(doc.get("last_mutation_id", 0))
 

@@ -32,12 +32,12 @@ from sync.batches import (
     APPLIED,
     APPLYING,
     BATCHES,
-    CLIENTS,
     QUEUED,
     EngineConfig,
     GapPending,
     WaitingForPredecessor,
     apply_batch,
+    ledger,
     seen,
     unapplied_from,
 )
@@ -49,11 +49,12 @@ from sync.leases import LeaseLost, LeaseUnavailable
 LOST_AFTER_SECONDS = 90
 
 
-def next_batch(db: Database, client_id: str) -> str | None:
+def next_batch(db: Database, client_id: str, last: int | None = None) -> str | None:
     """The client's oldest unapplied batch that may apply now: it holds the next id (or only
-    ids already applied, when the client resent them in another batch)."""
-    ledger = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1}) or {}
-    found = unapplied_from(db, client_id, int(ledger.get("last_mutation_id", 0)) + 1)
+    ids already applied, when the client resent them in another batch). `last`: the ledger,
+    when the caller has just read it."""
+    last = ledger(db, client_id) if last is None else last
+    found = unapplied_from(db, client_id, last + 1)
     return found[0]["_id"] if found else None
 
 
@@ -75,13 +76,17 @@ def take(db: Database, batch_id: str) -> bool:
 
 
 def rescue_lost_head(
-    db: Database, client_id: str, publish: Callable[[str], None], lost_after: float
+    db: Database,
+    client_id: str,
+    publish: Callable[[str], None],
+    lost_after: float,
+    last: int | None = None,
 ) -> bool:
     """Publish the client's next batch again if a worker took its message over `lost_after`
     seconds ago and nothing has seen it since: a retry lost with a broker that went down
     under it. Without this, the batches parked behind it would wait for the housekeeping
     sweep. A rescued batch is marked seen, so its followers do not all publish it."""
-    head = next_batch(db, client_id)
+    head = next_batch(db, client_id, last)
     if head is None:
         return False
     now = datetime.now(UTC)
@@ -107,11 +112,11 @@ def recheck_after_parking(
     the gap check but before the parking, and found it unparked: then the ledger has moved,
     and the batch hands itself a message. Else, if the batch it waits for lost its message,
     rescue that one."""
-    ledger = db[CLIENTS].find_one({"_id": batch["client_id"]}, {"last_mutation_id": 1}) or {}
-    if batch["mutations"][0]["id"] <= int(ledger.get("last_mutation_id", 0)) + 1:
+    last = ledger(db, batch["client_id"])
+    if batch["mutations"][0]["id"] <= last + 1:
         hand_off(db, batch["_id"], publish)
     else:
-        rescue_lost_head(db, batch["client_id"], publish, LOST_AFTER_SECONDS)
+        rescue_lost_head(db, batch["client_id"], publish, LOST_AFTER_SECONDS, last)
 
 
 def hand_off(db: Database, batch_id: str, publish: Callable[[str], None]) -> bool:

@@ -51,17 +51,8 @@ def test_delete_leaves_a_tombstone_and_a_later_put_revives(sync_client: SyncTest
     }
 
 
-def test_lww_keeps_concurrent_edits_of_different_fields(new_client: Any, admin: Any) -> None:
-    alice, bob = new_client(), new_client()
-    scope = f"team:{alice.user}"
-    for member in (alice, bob):
-        member.scope = scope
-        reply = alice.http.put(
-            f"/v1/admin/scopes/{scope}/members/{member.user}",
-            json={"role": "writer"},
-            headers=admin,
-        )
-        assert reply.status_code in (200, 201)
+def test_lww_keeps_concurrent_edits_of_different_fields(shared_members: Any) -> None:
+    alice, bob = shared_members(2)
     _results(alice.push([alice.put("doc", {"title": "draft", "body": "x"})], wait=20))
     # Both edit offline; bob's clock is later for `body`, alice's later for `title`.
     bob_edit = bob.patch("doc", {"body": "bob's text"})
@@ -69,7 +60,7 @@ def test_lww_keeps_concurrent_edits_of_different_fields(new_client: Any, admin: 
     alice_edit = alice.patch("doc", {"title": "final"})
     _results(alice.push([alice_edit], wait=20))
     _results(bob.push([bob_edit], wait=20))
-    records, _ = alice.pull_all(scope)
+    records, _ = alice.pull_all()
     assert records[("notes", "doc")]["value"] == {"title": "final", "body": "bob's text"}
 
 
