@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from flask import current_app, g, jsonify, request
@@ -32,10 +32,9 @@ from api.schemas import (
 )
 from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
-from sync.checkpoint import Checkpoint, InvalidCheckpoint
-from sync.live import positions_changed, wait_for_commit
+from sync.checkpoint import InvalidCheckpoint
 from sync.pull import ResyncRequired, pull
-from sync.scopelog import committed_seq
+from sync.scopelog import SharedReads
 
 blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
 
@@ -43,6 +42,7 @@ _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
 _REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "too_large": 413}
 MAX_WAIT_SECONDS = 30  # a push waiting for its batch
 MAX_LIVE_WAIT_SECONDS = 60  # a live pull waiting for a commit
+SUBSCRIBE_SECONDS = 5  # how long a live pull waits for the hub's subscription before its look
 
 
 def _db() -> Any:
@@ -150,13 +150,28 @@ class Pull(MethodView):
         _authorize_pull(body)
         note_seen(g.user, body["client_id"])
         wait = _prefer_wait(MAX_LIVE_WAIT_SECONDS)
-        reply = _pull(body)
-        if wait:
-            reply = _live(body, reply, wait)
+        reply = _live(body, wait) if wait else _pull(body)
         response = jsonify(PullResponseSchema().dump(reply))
         if wait:
             response.headers["Preference-Applied"] = f"wait={wait}"
         return response
+
+
+_owners: OrderedDict[str, str] = OrderedDict()
+_OWNERS_REMEMBERED = 100_000
+
+
+def _owner(client_id: str) -> str | None:
+    """The user a client id is bound to. A binding never changes once made (`claim_client`),
+    so a known one is remembered (the oldest forgotten first); an unbound id is read each time."""
+    owner = _owners.get(client_id)
+    if owner is None:
+        owner = batches.client_owner(_db(), client_id)
+        if owner is not None:
+            _owners[client_id] = owner
+            while len(_owners) > _OWNERS_REMEMBERED:
+                _owners.popitem(last=False)
+    return owner
 
 
 def _authorize_pull(body: dict[str, Any]) -> None:
@@ -167,12 +182,14 @@ def _authorize_pull(body: dict[str, Any]) -> None:
     unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
     if unknown:
         raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
-    owner = batches.client_owner(_db(), body["client_id"])
+    owner = _owner(body["client_id"])
     if owner is not None and owner != g.user:
         raise APIError(403, "forbidden", "client_id belongs to another user")
 
 
-def _pull(body: dict[str, Any], keep_unmoved: bool = False) -> dict[str, Any]:
+def _pull(
+    body: dict[str, Any], keep_unmoved: bool = False, shared: SharedReads | None = None
+) -> dict[str, Any]:
     settings = current_app.extensions["offgrid.settings"]
     try:
         return pull(
@@ -184,6 +201,7 @@ def _pull(body: dict[str, Any], keep_unmoved: bool = False) -> dict[str, Any]:
             now_ms=int(time.time() * 1000),
             horizon_seconds=settings.tombstone_horizon_seconds,
             keep_unmoved=keep_unmoved,
+            shared=shared,
         )
     except InvalidCheckpoint as exc:
         raise APIError(400, "invalid_checkpoint", str(exc)) from None
@@ -200,58 +218,56 @@ def _has_news(reply: dict[str, Any]) -> bool:
     return any(page["changes"] or page["has_more"] for page in reply["scopes"].values())
 
 
-def _moved(after: dict[str, int]) -> bool:
-    """Whether a scope's watermark is past the position the pull left it at."""
-    return positions_changed({scope: committed_seq(_db(), scope) for scope in after}, after)
+def _live(body: dict[str, Any], wait: int) -> dict[str, Any]:
+    """A pull held until a commit in one of its scopes shows it something, `wait` s at most, the
+    token's expiry (then 401) or a lost membership (then 403).
 
-
-def _positions(reply: dict[str, Any]) -> dict[str, int]:
-    return {
-        scope: Checkpoint.decode(page["checkpoint"]).seq for scope, page in reply["scopes"].items()
-    }
-
-
-def _live(body: dict[str, Any], reply: dict[str, Any], wait: int) -> dict[str, Any]:
-    """Hold a pull with nothing new until a commit in one of its scopes, `wait` s at most, the
-    token's expiry (then 401) or a lost membership (then 403)."""
-    if _has_news(reply):
-        return reply
+    The pull registers with the hub before its first read, so a commit from then on sets its
+    event even while it reads (sync.live: no missed wake-up); it looks again only when woken.
+    """
     hub = current_app.extensions["offgrid.live"]
-    after = _positions(reply)
     deadline = time.monotonic() + wait
     expires = token_expiry(bearer_token())
-    reason = "timeout"
-    LIVE_HELD.inc()
-    try:
-        while True:
-            remaining = min(deadline - time.monotonic(), expires - time.time())
-            if remaining <= 0:
-                break
-            woke = wait_for_commit(
-                hub,
-                after,
-                changed=functools.partial(_moved, after),
-                timeout=remaining,
-            )
-            if hub.closing:
-                reason = "shutdown"
-                break
-            if time.time() >= expires:
-                raise APIError(401, "unauthorized", "the token expired while the pull waited")
-            if woke is None:
-                continue  # the deadline or the expiry: the loop decides which
-            _authorize_pull(body)  # membership may have been lost meanwhile
-            fresh = _pull(body)
-            if _has_news(fresh):
-                if woke.committed_at is not None:
-                    LIVE_LATENCY.observe(max(0.0, time.time() - woke.committed_at))
-                LIVE_WAKEUPS.labels("commit").inc()
-                return fresh
-            # The scope moved, but by nothing this pull shows (other collections, a tombstone
-            # an initial sync skips): wait from the new positions, not the old ones.
-            after = _positions(fresh)
-    finally:
-        LIVE_HELD.dec()
+
+    def remaining() -> float:
+        return min(deadline - time.monotonic(), expires - time.time())
+
+    with hub.watch(body["scopes"]) as waiter:
+        # A look is trusted to have missed nothing only if the subscription was in place first.
+        trusted = hub.subscribed(max(0.0, min(remaining(), SUBSCRIBE_SECONDS)))
+        reply = _pull(body)
+        if _has_news(reply):
+            return reply
+        reason = "timeout"
+        LIVE_HELD.inc()
+        try:
+            while remaining() > 0:
+                if trusted:
+                    if not waiter.event.wait(remaining()):
+                        continue  # the deadline or the expiry: the loop decides which
+                elif not hub.subscribed(remaining()):
+                    continue  # still no subscription: nothing to wait on but the deadline
+                if hub.closing:
+                    reason = "shutdown"
+                    break
+                if time.time() >= expires:
+                    raise APIError(401, "unauthorized", "the token expired while the pull waited")
+                waiter.event.clear()  # before the look: a commit from now on wakes it again
+                trusted = hub.subscribed(0)
+                _authorize_pull(body)  # membership may have been lost meanwhile
+                fresh = _pull(body, shared=hub.pages)
+                if _has_news(fresh):
+                    if waiter.committed_at is not None:
+                        LIVE_LATENCY.observe(max(0.0, time.time() - waiter.committed_at))
+                    LIVE_WAKEUPS.labels("commit").inc()
+                    return fresh
+                # The scope moved, but by nothing this pull shows (other collections, a
+                # tombstone an initial sync skips): wait for the next commit.
+            else:
+                if time.time() >= expires:
+                    raise APIError(401, "unauthorized", "the token expired while the pull waited")
+        finally:
+            LIVE_HELD.dec()
     LIVE_WAKEUPS.labels(reason).inc()
     _authorize_pull(body)  # a membership lost while it waited ends it with 403, commit or not
     return _pull(body, keep_unmoved=True)

@@ -1,8 +1,8 @@
 """B6: live pulls held by one web process, woken by commits.
 
-One gunicorn worker process (gevent, gunicorn.conf.py) and one Celery worker. A separate load
-process (asyncio) holds N live pulls (`Prefer: wait=30`, one client each) over S personal
-scopes and re-issues each one as soon as it is answered; meanwhile a writer commits one
+One gunicorn worker process (gevent, gunicorn.conf.py) and one Celery worker. Separate load
+processes (asyncio, `--loaders`) hold N live pulls (`Prefer: wait=30`, one client each) over S
+personal scopes and re-issue each one as soon as it is answered; meanwhile a writer commits one
 batch every 0.2 s into a random scope. Reported: commit→reply latency p50/p99 (the server's
 histogram: from a commit's announcement to the reply it caused), RSS of the serving process
 per held pull, and the latency of a normal push (Prefer: wait) + pull round trip while the
@@ -17,17 +17,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import multiprocessing
 import os
 import random
+import ssl
 import statistics
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 
-from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
+from bench.harness import (
+    Processes,
+    bench_env,
+    cpu_seconds,
+    rss_mb,
+    service_pids,
+    start_api,
+    start_workers,
+)
 
 PORT = 18160
 BASE = f"http://127.0.0.1:{PORT}"
@@ -37,6 +49,10 @@ def _token(secret: str, user: str) -> str:
     return jwt.encode({"sub": user, "exp": int(time.time()) + 7200}, secret, algorithm="HS256")
 
 
+def _auth(secret: str, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token(secret, user)}"}
+
+
 def _mutation(client_id: str, scope: str, n: int) -> dict:
     return {
         "id": n, "scope": scope, "collection": "notes", "key": f"k{n}", "op": "put",
@@ -44,68 +60,88 @@ def _mutation(client_id: str, scope: str, n: int) -> dict:
     }  # fmt: skip
 
 
-async def _round_trip(http: httpx.AsyncClient, headers: dict, client_id: str, n: int) -> float:
+def _round_trip(http: httpx.Client, headers: dict, client_id: str, n: int) -> float:
     scope = f"user:{client_id}"
     started = time.perf_counter()
-    await http.post(
+    http.post(
         f"{BASE}/v1/sync/push",
         json={"client_id": client_id, "mutations": [_mutation(client_id, scope, n)]},
         headers={**headers, "Prefer": "wait=20"},
-    )
-    await http.post(
+    ).raise_for_status()
+    http.post(
         f"{BASE}/v1/sync/pull", json={"client_id": client_id, "scopes": {scope: None}},
         headers=headers,
-    )  # fmt: skip
+    ).raise_for_status()  # fmt: skip
     return time.perf_counter() - started
 
 
-async def _round_trips(secret: str, count: int) -> float:
+def _round_trips(secret: str, count: int) -> float:
     client_id = f"rt{uuid.uuid4().hex[:12]}"
     headers = {"Authorization": f"Bearer {_token(secret, client_id)}"}
-    async with httpx.AsyncClient(timeout=60) as http:
-        times = [await _round_trip(http, headers, client_id, n + 1) for n in range(count)]
+    with httpx.Client(timeout=60) as http:
+        times = [_round_trip(http, headers, client_id, n + 1) for n in range(count)]
     return statistics.median(times)
 
 
-async def _holder(
-    http: httpx.AsyncClient, headers: dict, client_id: str, scope: str, stop: asyncio.Event
-) -> int:
+_TLS = ssl.create_default_context()  # unused on http://, but httpx builds one per client
+
+
+async def _holder(headers: dict, client_id: str, scope: str, stop: asyncio.Event) -> int:
     checkpoint = None
     answered = 0
-    while not stop.is_set():
-        try:
-            reply = await http.post(
-                f"{BASE}/v1/sync/pull",
-                json={"client_id": client_id, "scopes": {scope: checkpoint}},
-                headers={**headers, "Prefer": "wait=30"},
-            )
-            checkpoint = reply.json()["scopes"][scope]["checkpoint"]
-            answered += 1
-        except (httpx.HTTPError, KeyError, ValueError):
-            await asyncio.sleep(0.5)
+    # A client (and pool) per holder: httpx scans its pool per request, so one shared pool of
+    # thousands of connections would make the load process the bottleneck.
+    async with httpx.AsyncClient(timeout=90, verify=_TLS) as http:
+        while not stop.is_set():
+            try:
+                reply = await http.post(
+                    f"{BASE}/v1/sync/pull",
+                    json={"client_id": client_id, "scopes": {scope: checkpoint}},
+                    headers={**headers, "Prefer": "wait=30"},
+                )
+                checkpoint = reply.json()["scopes"][scope]["checkpoint"]
+                answered += 1
+            except (httpx.HTTPError, KeyError, ValueError):
+                await asyncio.sleep(0.5)
     return answered
 
 
-async def _writer(secret: str, users: list[str], stop: asyncio.Event) -> int:
-    commits = 0
+async def _holders(secret: str, pulls: list[tuple[str, str]], stop_flag: Any) -> int:
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(_holder(_auth(secret, user), client_id, f"user:{user}", stop))
+        for client_id, user in pulls
+    ]
+    while not stop_flag.is_set():
+        await asyncio.sleep(0.2)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    return sum(t.result() for t in tasks if t.done() and not t.cancelled())
+
+
+def _holder_process(secret: str, pulls: list[tuple[str, str]], stop_flag: Any) -> None:
+    asyncio.run(_holders(secret, pulls, stop_flag))
+
+
+def _writer(secret: str, users: list[str], stop: threading.Event, counts: list[int]) -> None:
     clients = {user: (f"wr{uuid.uuid4().hex[:12]}", 0) for user in users}
-    async with httpx.AsyncClient(timeout=30) as http:
+    with httpx.Client(timeout=30) as http:
         while not stop.is_set():
             user = random.choice(users)
             client_id, last = clients[user]
             clients[user] = (client_id, last + 1)
             try:
-                await http.post(
+                http.post(
                     f"{BASE}/v1/sync/push",
                     json={"client_id": client_id,
                           "mutations": [_mutation(client_id, f"user:{user}", last + 1)]},
                     headers={"Authorization": f"Bearer {_token(secret, user)}"},
-                )  # fmt: skip
-                commits += 1
+                ).raise_for_status()  # fmt: skip
+                counts[0] += 1
             except httpx.HTTPError as exc:
                 print(f"writer: {exc!r}")
-            await asyncio.sleep(0.2)
-    return commits
+            stop.wait(0.2)
 
 
 def _histogram_quantiles(text: str) -> tuple[float, float, float]:
@@ -138,39 +174,67 @@ def _serving_pid(master: int) -> int:
     return int(children[0])
 
 
-async def run(secret: str, held: int, scopes: int, seconds: float, master: int) -> dict:
-    idle = await _round_trips(secret, 20)
+def _wait_until_held(held: int, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{BASE}/metrics", timeout=30).text
+        gauge = [line for line in text.splitlines() if line.startswith("offgrid_live_pulls_held ")]
+        if gauge and float(gauge[0].split()[-1]) >= held:
+            time.sleep(2)
+            return
+        time.sleep(1)
+    raise SystemExit(f"fewer than {held} pulls were held after {seconds:.0f} s")
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def run(
+    secret: str, held: int, scopes: int, seconds: float, master: int, pids: dict[str, int],
+    loaders: int,
+) -> dict:  # fmt: skip
+    idle = _round_trips(secret, 20)
     users = [f"live{n}-{uuid.uuid4().hex[:6]}" for n in range(scopes)]
-    before = rss_mb(_serving_pid(master))
+    web = _serving_pid(master)
+    before = rss_mb(web)
     before_metrics = httpx.get(f"{BASE}/metrics", timeout=10).text
-    stop = asyncio.Event()
-    limits = httpx.Limits(max_connections=held + 10, max_keepalive_connections=held + 10)
-    async with httpx.AsyncClient(timeout=90, limits=limits) as http:
-        holders = []
-        for n in range(held):
-            user = users[n % scopes]
-            headers = {"Authorization": f"Bearer {_token(secret, user)}"}
-            holders.append(
-                asyncio.create_task(
-                    _holder(http, headers, f"h{n:06d}{uuid.uuid4().hex[:6]}", f"user:{user}", stop)
-                )
-            )
-        await asyncio.sleep(10)  # every pull is held
-        held_rss = rss_mb(_serving_pid(master))
-        writer = asyncio.create_task(_writer(secret, users, stop))
-        busy = await _round_trips(secret, 20)
-        await asyncio.sleep(seconds)
+    pulls = [(f"h{n:06d}{uuid.uuid4().hex[:6]}", users[n % scopes]) for n in range(held)]
+    context = multiprocessing.get_context("spawn")
+    stop_flag = context.Event()
+    children = [
+        context.Process(target=_holder_process, args=(secret, pulls[i::loaders], stop_flag))
+        for i in range(loaders)
+    ]
+    for child in children:
+        child.start()
+    try:
+        _wait_until_held(held)
+        held_rss = rss_mb(web)
+        pids = {"web": web, **pids, **{f"load{i}": c.pid for i, c in enumerate(children)}}
+        cpu_before, started = _cpu(pids), time.monotonic()
+        stop, counts = threading.Event(), [0]
+        writer = threading.Thread(target=_writer, args=(secret, users, stop, counts))
+        writer.start()
+        busy = _round_trips(secret, 20)
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
         stop.set()
-        commits = await writer
+        writer.join()
+        elapsed = time.monotonic() - started
+        cpu = {name: (t - cpu_before[name]) / elapsed for name, t in _cpu(pids).items()}
         text = httpx.get(f"{BASE}/metrics", timeout=10).text
-        for task in holders:
-            task.cancel()
+    finally:
+        stop_flag.set()
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
     p50, p99, replies = _histogram_quantiles(text)
     _, _, replies_before = _histogram_quantiles(before_metrics)
     return {
         "held": held, "p50": p50, "p99": p99, "replies": replies - replies_before,
-        "commits": commits, "rss_before": before, "rss_held": held_rss,
-        "idle": idle, "busy": busy,
+        "commits": counts[0], "rss_before": before, "rss_held": held_rss,
+        "idle": idle, "busy": busy, "cpu": cpu, "elapsed": elapsed,
     }  # fmt: skip
 
 
@@ -179,17 +243,19 @@ def main() -> None:
     parser.add_argument("--held", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--scopes", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--loaders", type=int, default=2, help="load processes holding pulls")
     args = parser.parse_args()
     env = {**bench_env("b6"), "WEB_CONNECTIONS": str(max(args.held) + 200)}
     rows = []
     for held in args.held:
         procs = Processes()
         try:
-            start_workers(procs, env, 1)
+            worker = start_workers(procs, env, 1)[0]
             start_api(procs, env, PORT, workers=1)
             master = procs.procs[-1].pid
+            pids = {"worker": worker.pid, **service_pids()}
             rows.append(
-                asyncio.run(run(env["JWT_SECRET"], held, args.scopes, args.seconds, master))
+                run(env["JWT_SECRET"], held, args.scopes, args.seconds, master, pids, args.loaders)
             )
         finally:
             procs.stop()
@@ -208,6 +274,13 @@ def main() -> None:
             f"| {r['rss_before']:.0f} → {r['rss_held']:.0f} | {per_pull:.1f} "
             f"| {r['idle'] * 1000:.0f} → {r['busy'] * 1000:.0f} | {r['busy'] / r['idle']:.2f} |"
         )
+    print("\nCPU while the writer ran (cores used, averaged over the run):\n")
+    names = list(rows[0]["cpu"])
+    print("| held pulls | seconds | " + " | ".join(names) + " |")
+    print("| ---: | ---: | " + " | ".join("---:" for _ in names) + " |")
+    for r in rows:
+        print(f"| {r['held']:,} | {r['elapsed']:.0f} | "
+              + " | ".join(f"{r['cpu'][n]:.2f}" for n in names) + " |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +52,8 @@ def bench_env(name: str) -> dict[str, str]:
         "JWT_SECRET": secrets.token_urlsafe(32),
         "ADMIN_API_KEY": secrets.token_urlsafe(32),
         "LOG_LEVEL": "WARNING",
+        # Metrics of this run only (the dev stack's directory keeps other processes' samples).
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"offgrid-{name}-metrics-"),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
 
@@ -123,3 +126,22 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> dict[str, int]:
+    """PIDs of the services `./dev services` started (SecantusDB, Redis, RabbitMQ)."""
+    run = Path(os.environ.get("OFFGRID_DEV_STATE", ROOT / ".dev")) / "run"
+    pids = {}
+    files = {"store": "mongo.pid", "redis": "redis.pid", "broker": "rabbitmq.beam.pid"}
+    for name, file in files.items():
+        try:
+            pids[name] = int((run / file).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids

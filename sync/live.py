@@ -5,10 +5,11 @@ channel (`announce`). Each serving process keeps one subscription (`CommitHub`, 
 thread, or greenlet under gevent) and a map from scope to the pulls waiting on it; a commit
 wakes exactly those, and they pull again. Nothing polls the database while pulls wait.
 
-No wake-up is missed: a waiting pull registers first, makes sure the hub is subscribed, and
-only then re-reads the watermarks from the database, so a commit is either seen by that read or
-announced after it, to a subscription that already exists. A lost connection wakes every
-waiting pull to look again, and the hub subscribes anew.
+No wake-up is missed: a live pull registers (`CommitHub.watch`) and makes sure the hub is
+subscribed *before* it reads anything, so a commit is either seen by that read or announced
+after it, to a subscription that already exists, and sets the pull's event even while the pull
+is still reading. A lost connection wakes every waiting pull to look again, and the hub
+subscribes anew. The pulls one commit wakes in a scope share their page reads (`pages`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.exceptions import RedisError
+
+from sync.scopelog import SharedReads
 
 CHANNEL = "offgrid:commits"
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class CommitHub:
         self._subscribed = threading.Event()
         self._listener: threading.Thread | None = None
         self._closing = False
+        self.pages = SharedReads()  # the page reads of the pulls one commit wakes, shared
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -76,6 +80,16 @@ class CommitHub:
                     waiting.discard(waiter)
                     if not waiting:
                         del self._waiters[scope]
+
+    @contextlib.contextmanager
+    def watch(self, scopes: Iterable[str]) -> Iterator[Waiter]:
+        """Registered for commits in `scopes` for the duration: look (read) only after this
+        and `subscribed()`, and a commit from then on sets the waiter's event."""
+        waiter = self.register(scopes)
+        try:
+            yield waiter
+        finally:
+            self.unregister(waiter)
 
     def subscribed(self, timeout: float) -> bool:
         """Start the listener if needed; True once its subscription is confirmed."""
@@ -150,32 +164,3 @@ class CommitHub:
         except (ValueError, KeyError, TypeError):
             return
         self._wake(scope, float(at) if isinstance(at, int | float) else None)
-
-
-def wait_for_commit(
-    hub: CommitHub,
-    scopes: Iterable[str],
-    changed: Callable[[], bool],
-    timeout: float,
-) -> Waiter | None:
-    """Wait up to `timeout` s for a commit in one of `scopes`. `changed()` re-reads the
-    watermarks once the subscription is in place (a commit before it is not missed).
-    Returns the woken waiter, or None when the time ran out."""
-    waiter = hub.register(scopes)
-    try:
-        deadline = time.monotonic() + timeout
-        if not hub.subscribed(timeout):
-            return None  # no subscription: the caller answers "nothing new" at its timeout
-        if changed() or hub.closing:
-            return waiter
-        remaining = deadline - time.monotonic()
-        if remaining > 0 and waiter.event.wait(remaining):
-            return waiter
-        return None
-    finally:
-        hub.unregister(waiter)
-
-
-def positions_changed(watermarks: Mapping[str, int], after: Mapping[str, int]) -> bool:
-    """Whether any scope's watermark moved past the position the pull left it at."""
-    return any(watermarks[scope] > position for scope, position in after.items())

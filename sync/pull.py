@@ -10,7 +10,7 @@ from pymongo.database import Database
 
 from sync.batches import CLIENTS
 from sync.checkpoint import Checkpoint
-from sync.scopelog import Page, read_page, writers_in_flight
+from sync.scopelog import Page, SharedReads, read_page, writers_in_flight
 
 
 class ResyncRequired(Exception):
@@ -79,10 +79,12 @@ def pull(
     now_ms: int,
     horizon_seconds: int,
     keep_unmoved: bool = False,
+    shared: SharedReads | None = None,
 ) -> dict[str, Any]:
     """One page of each scope. A `None` checkpoint is an initial sync: live records only.
     `keep_unmoved` hands back a scope's own checkpoint when nothing moved (a live pull that
-    timed out answers "the same checkpoints")."""
+    timed out answers "the same checkpoints"); `shared` lets pulls woken by the same commit
+    share their page reads."""
     starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
     # Read the ledger first: the effects it acknowledges were committed before it moved.
     ledger = last_mutation_id(db, client_id)
@@ -94,6 +96,7 @@ def pull(
             limit=limit,
             collections=collections,
             live_only=scopes[scope] is None,
+            shared=shared,
         )
         for scope, start in starts.items()
     }

@@ -34,8 +34,11 @@ or move the watermark.
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -237,28 +240,99 @@ def read_page(
     limit: int,
     collections: list[str] | None,
     live_only: bool,
+    shared: SharedReads | None = None,
 ) -> Page:
     """Records of `scope` changed after `after_seq`, in server order, up to the watermark.
 
     Served by the (scope, seq) index on MongoDB: cost grows with the page, not the scope.
+    With `shared`, readers of the same range at the same watermark share one read.
     """
     watermark = committed_seq(db, scope)
     if after_seq >= watermark:
         return Page([], after_seq, False, watermark)
+    key = (scope, after_seq, watermark, limit, tuple(collections or ()), live_only)
+    read = functools.partial(_records, db, *key)
+    docs = read() if shared is None else shared.get(key, read)
+    if len(docs) > limit:
+        return Page(docs[:limit], docs[limit - 1]["seq"], True, watermark)
+    return Page(docs, watermark, False, watermark)
+
+
+def _records(
+    db: Database,
+    scope: str,
+    after_seq: int,
+    watermark: int,
+    limit: int,
+    collections: tuple[str, ...],
+    live_only: bool,
+) -> list[dict[str, Any]]:
     query: dict[str, Any] = {"scope": scope, "seq": {"$gt": after_seq, "$lte": watermark}}
     if collections:
-        query["collection"] = {"$in": collections}
+        query["collection"] = {"$in": list(collections)}
     if live_only:
         query["deleted"] = False
-    docs = list(
+    return list(
         db[RECORDS]
         .find(query, {"collection": 1, "key": 1, "value": 1, "deleted": 1, "version": 1, "seq": 1})
         .sort("seq", ASCENDING)
         .limit(limit + 1)
     )
-    if len(docs) > limit:
-        return Page(docs[:limit], docs[limit - 1]["seq"], True, watermark)
-    return Page(docs, watermark, False, watermark)
+
+
+class SharedReads:
+    """One read for many readers of the same page (the live pulls one commit wakes).
+
+    A page is keyed by its range *and the watermark it was read against*, so sharing is safe:
+    nothing can enter a range at or below a watermark without the watermark moving (a change
+    always gets a seq above it), and a record can only leave it, re-stamped above by a newer
+    writer; so the shared read holds everything a fresh read would, and the reader is served
+    as if it had read a moment earlier (the ledger it read first acknowledges nothing the
+    page lacks). The first reader of a key reads; readers arriving meanwhile wait for it;
+    a result is kept `keep_seconds` for stragglers, then forgotten. Records are shared:
+    readers must not change them.
+    """
+
+    def __init__(self, keep_seconds: float = 1.0) -> None:
+        self._keep = keep_seconds
+        self._lock = threading.Lock()
+        self._reads: dict[tuple[Any, ...], _SharedRead] = {}
+
+    def get(self, key: tuple[Any, ...], read: Callable[[], list[dict[str, Any]]]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, r in self._reads.items() if r.expires < now]:
+                del self._reads[stale]
+            shared = self._reads.get(key)
+            first = shared is None
+            if first:
+                shared = self._reads[key] = _SharedRead()
+        assert shared is not None
+        if not first:
+            shared.done.wait()
+            if shared.docs is not None:
+                return shared.docs
+            return read()  # the first reader failed: read on our own
+        try:
+            shared.docs = read()
+            return shared.docs
+        finally:
+            shared.expires = time.monotonic() + self._keep
+            if shared.docs is None:
+                with self._lock:
+                    self._reads.pop(key, None)
+            shared.done.set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._reads)
+
+
+@dataclass(eq=False)
+class _SharedRead:
+    done: threading.Event = field(default_factory=threading.Event)
+    docs: list[dict[str, Any]] | None = None
+    expires: float = float("inf")  # in flight
 
 
 def writers_in_flight(db: Database, scope: str, watermark: int) -> list[str]:

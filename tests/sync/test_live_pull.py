@@ -10,11 +10,10 @@ from typing import Any
 
 import jwt
 import pytest
-from redis import Redis
 
+import api.sync as api_sync
 from config import Settings
-from sync.live import CommitHub, announce, wait_for_commit
-from sync.scopelog import SCOPES, committed_seq
+from sync.scopelog import SharedReads
 from tests.sync_client import SyncTestClient
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -95,22 +94,34 @@ def test_a_held_pull_of_several_scopes_wakes_on_any_of_them(app: Any, shared_mem
     assert took < 25
 
 
-def test_a_commit_between_the_first_look_and_the_subscription_is_not_missed(
-    settings: Settings, db: Any, redis_client: Redis
+@pytest.mark.parametrize("subscribed", [False, True], ids=["fresh-process", "subscribed"])
+def test_a_commit_right_after_the_first_look_is_not_missed(
+    app: Any, shared_members: Any, monkeypatch: pytest.MonkeyPatch, subscribed: bool
 ) -> None:
-    """The race, injected: the commit lands and is announced after the pull found nothing but
-    before its process subscribed. The announcement is lost; the re-read after subscribing is
-    what sees the commit."""
-    scope = f"team:race-{time.time_ns()}"
-    db[SCOPES].replace_one({"_id": scope}, {"_id": scope, "committed_seq": 5}, upsert=True)
-    seen = committed_seq(db, scope)  # the pull's first look: nothing after 5
-    hub = CommitHub(lambda: Redis.from_url(settings.redis_url))
-    db[SCOPES].update_one({"_id": scope}, {"$set": {"committed_seq": 6}})  # a commit…
-    announce(Redis.from_url(settings.redis_url), scope, 6)  # …announced to no one yet
-    started = time.monotonic()
-    woke = wait_for_commit(hub, [scope], lambda: committed_seq(db, scope) > seen, timeout=10)
-    assert woke is not None and time.monotonic() - started < 5
-    hub.close()
+    """The race, injected: the pull's first look finds nothing, then, before it starts waiting,
+    another member's batch is applied and announced. The pull registered and subscribed before
+    looking, so the announcement reaches it and it returns at once with the change (not at
+    its timeout). In a fresh process the hub subscribes during that same pull."""
+    alice, bob = shared_members(2)
+    _, checkpoint = bob.pull_all()
+    if subscribed:
+        assert app.extensions["offgrid.live"].subscribed(10)
+    looks: list[dict[str, Any]] = []
+    real_pull = api_sync._pull
+
+    def look_then_commit(body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        reply = real_pull(body, **kwargs)
+        looks.append(reply)
+        if len(looks) == 1:
+            assert alice.push([alice.put("raced", {"v": 1})], wait=20).status_code == 200
+        return reply
+
+    monkeypatch.setattr(api_sync, "_pull", look_then_commit)
+    reply, took = _held(app, bob, {bob.scope: checkpoint}, wait=30).result(timeout=40)
+    assert looks[0]["scopes"][bob.scope]["changes"] == []  # the first look saw nothing
+    changes = reply.get_json()["scopes"][bob.scope]["changes"]
+    assert [(x["key"], x["value"]) for x in changes] == [("raced", {"v": 1})]
+    assert took < 20
 
 
 @pytest.mark.parametrize("commit", [True, False], ids=["a-commit-wakes-it", "no-commit"])
@@ -160,3 +171,47 @@ def test_shutdown_answers_held_pulls_at_once(
         reply, took = future.result(timeout=30)
         assert reply.status_code == 200 and took < 20
         assert reply.get_json()["scopes"][c.scope]["changes"] == []
+
+
+def test_pulls_woken_by_one_commit_share_one_page_read_and_each_gets_it_whole() -> None:
+    """Fifty readers of the same page at the same watermark, all at once: one read, fifty
+    identical pages. A failed read is not shared: the readers waiting on it read for
+    themselves."""
+    shared = SharedReads()
+    reads: list[int] = []
+    gate = threading.Event()
+
+    def read() -> list[dict[str, Any]]:
+        reads.append(1)
+        gate.wait(5)  # the others arrive while this read is in flight
+        return [{"key": "k", "seq": 7}]
+
+    key = ("team:x", 6, 7, 100, (), False)
+    with ThreadPoolExecutor(50) as pool:
+        futures = [pool.submit(shared.get, key, read) for _ in range(50)]
+        time.sleep(0.3)
+        gate.set()
+        pages = [f.result(timeout=10) for f in futures]
+    assert len(reads) == 1
+    assert all(page == [{"key": "k", "seq": 7}] for page in pages)
+
+    failures = iter([RuntimeError("connection reset")])
+
+    def flaky() -> list[dict[str, Any]]:
+        error = next(failures, None)
+        if error is not None:
+            time.sleep(0.2)
+            raise error
+        return [{"key": "k", "seq": 9}]
+
+    other = ("team:x", 7, 9, 100, (), False)
+    with ThreadPoolExecutor(5) as pool:
+        futures = [pool.submit(shared.get, other, flaky) for _ in range(5)]
+        outcomes = []
+        for f in futures:
+            try:
+                outcomes.append(f.result(timeout=10))
+            except RuntimeError:
+                outcomes.append("failed")
+    assert outcomes.count("failed") == 1
+    assert outcomes.count([{"key": "k", "seq": 9}]) == 4
