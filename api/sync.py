@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from flask import current_app, g, jsonify, request
@@ -33,7 +32,7 @@ from api.schemas import (
 from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
 from sync.checkpoint import InvalidCheckpoint
-from sync.pull import ResyncRequired, pull
+from sync.pull import ForeignClient, ResyncRequired, pull
 from sync.scopelog import SharedReads
 
 blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
@@ -157,23 +156,6 @@ class Pull(MethodView):
         return response
 
 
-_owners: OrderedDict[str, str] = OrderedDict()
-_OWNERS_REMEMBERED = 100_000
-
-
-def _owner(client_id: str) -> str | None:
-    """The user a client id is bound to. A binding never changes once made (`claim_client`),
-    so a known one is remembered (the oldest forgotten first); an unbound id is read each time."""
-    owner = _owners.get(client_id)
-    if owner is None:
-        owner = batches.client_owner(_db(), client_id)
-        if owner is not None:
-            _owners[client_id] = owner
-            while len(_owners) > _OWNERS_REMEMBERED:
-                _owners.popitem(last=False)
-    return owner
-
-
 def _authorize_pull(body: dict[str, Any]) -> None:
     for scope in body["scopes"]:
         if not membership.can_read(_db(), g.user, scope):
@@ -182,9 +164,6 @@ def _authorize_pull(body: dict[str, Any]) -> None:
     unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
     if unknown:
         raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
-    owner = _owner(body["client_id"])
-    if owner is not None and owner != g.user:
-        raise APIError(403, "forbidden", "client_id belongs to another user")
 
 
 def _pull(
@@ -195,6 +174,7 @@ def _pull(
         return pull(
             _db(),
             client_id=body["client_id"],
+            user=g.user,
             scopes=body["scopes"],
             collections=body.get("collections"),
             limit=body["limit"],
@@ -203,6 +183,8 @@ def _pull(
             keep_unmoved=keep_unmoved,
             shared=shared,
         )
+    except ForeignClient:
+        raise APIError(403, "forbidden", "client_id belongs to another user") from None
     except InvalidCheckpoint as exc:
         raise APIError(400, "invalid_checkpoint", str(exc)) from None
     except ResyncRequired as exc:

@@ -1,12 +1,14 @@
 """B6: live pulls held by one web process, woken by commits.
 
 One gunicorn worker process (gevent, gunicorn.conf.py) and one Celery worker. Separate load
-processes (asyncio, `--loaders`) hold N live pulls (`Prefer: wait=30`, one client each) over S
-personal scopes and re-issue each one as soon as it is answered; meanwhile a writer commits one
-batch every 0.2 s into a random scope. Reported: commit→reply latency p50/p99 (the server's
-histogram: from a commit's announcement to the reply it caused), RSS of the serving process
-per held pull, and the latency of a normal push (Prefer: wait) + pull round trip while the
-pulls are held, against the same round trip with none held (same run).
+processes (asyncio, `--loaders`) hold N live pulls over S personal scopes, one client each, and
+re-issue each one as soon as it is answered. Each pull asks `Prefer: wait=N` with N drawn from
+20 to 30 s, as apps with different settings and start times would (with one N for all, the
+timeouts fall together in bursts). Meanwhile a writer commits one batch every 0.2 s into a
+random scope. Reported: commit→reply latency p50/p99 (the server's histogram: from a commit's
+announcement to the reply it caused), RSS of the serving process per held pull, CPU per
+process, and the latency of a normal push (Prefer: wait) + pull round trip while the pulls are
+held, against the same round trip with none held (same run).
 
     ./dev services && set -a && . .dev/app.env && set +a
     .venv/bin/python -m bench.b6_live --held 1000 5000 --scopes 300
@@ -97,7 +99,7 @@ async def _holder(headers: dict, client_id: str, scope: str, stop: asyncio.Event
                 reply = await http.post(
                     f"{BASE}/v1/sync/pull",
                     json={"client_id": client_id, "scopes": {scope: checkpoint}},
-                    headers={**headers, "Prefer": "wait=30"},
+                    headers={**headers, "Prefer": f"wait={random.randint(20, 30)}"},
                 )
                 checkpoint = reply.json()["scopes"][scope]["checkpoint"]
                 answered += 1

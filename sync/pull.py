@@ -17,9 +17,18 @@ class ResyncRequired(Exception):
     """The checkpoint is older than the tombstone horizon: the client must sync from scratch."""
 
 
-def last_mutation_id(db: Database, client_id: str) -> int:
-    ledger = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1})
-    return int(ledger["last_mutation_id"]) if ledger else 0
+class ForeignClient(Exception):
+    """The client id is bound to another user (it pushed as them first)."""
+
+
+def last_mutation_id(db: Database, client_id: str, user: str) -> int:
+    """The client's ledger, read with its binding in one read: refused to any other user."""
+    ledger = db[CLIENTS].find_one({"_id": client_id}, {"last_mutation_id": 1, "user": 1})
+    if ledger is None:
+        return 0
+    if ledger.get("user") not in (None, user):
+        raise ForeignClient(client_id)
+    return int(ledger.get("last_mutation_id", 0))
 
 
 def _start(checkpoint: str | None, now_ms: int, horizon_seconds: int, scope: str) -> Checkpoint:
@@ -73,6 +82,7 @@ def pull(
     db: Database,
     *,
     client_id: str,
+    user: str,
     scopes: Mapping[str, str | None],
     collections: list[str] | None,
     limit: int,
@@ -85,9 +95,9 @@ def pull(
     `keep_unmoved` hands back a scope's own checkpoint when nothing moved (a live pull that
     timed out answers "the same checkpoints"); `shared` lets pulls woken by the same commit
     share their page reads."""
-    starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
     # Read the ledger first: the effects it acknowledges were committed before it moved.
-    ledger = last_mutation_id(db, client_id)
+    ledger = last_mutation_id(db, client_id, user)
+    starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
     pages = {
         scope: read_page(
             db,

@@ -74,6 +74,29 @@ def test_strangers_and_readers_cannot_touch_a_scope(new_client: Any, admin: dict
     assert stranger.pull({owner.scope: None}).status_code == 403
 
 
+@pytest.mark.parametrize("wait", [None, "wait=2"], ids=["pull", "live-pull"])
+def test_a_client_id_bound_to_another_user_is_refused_to_a_pull(
+    new_client: Any, wait: str | None
+) -> None:
+    """A client id is bound to the user who first pushed with it: another user's pull naming it
+    (even of their own scope) is refused, and learns nothing of its ledger."""
+    owner, other = new_client(), new_client()
+    assert owner.push([owner.put("k", {"v": 1})], wait=20).status_code == 200
+    other.client_id = owner.client_id
+    headers = {**other.headers, **({"Prefer": wait} if wait else {})}
+    reply = other.http.post(
+        "/v1/sync/pull",
+        json={"client_id": owner.client_id, "scopes": {other.scope: None}},
+        headers=headers,
+    )
+    assert reply.status_code == 403
+    assert reply.get_json()["error"] == {
+        "code": "forbidden",
+        "message": "client_id belongs to another user",
+    }
+    assert owner.pull({owner.scope: None}).get_json()["last_mutation_id"] == 1
+
+
 @pytest.mark.parametrize(
     "headers", [{}, {"X-API-Key": "wrong-key-wrong-key-wrong-key"}], ids=["no-key", "bad-key"]
 )
