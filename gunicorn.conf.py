@@ -13,6 +13,10 @@ import signal
 from typing import Any
 
 worker_class = "gevent"
+# gevent records each greenlet's spawning stack and parent tree by default (for debugging);
+# with one greenlet per connection that is memory per held pull, so it is off (before gevent
+# is imported: gunicorn loads the worker class after this file).
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
 # Longer than the longest live pull (60 s), so gunicorn never kills a worker holding one.
 timeout = 90

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import time
 import uuid
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import current_app, g, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask.views import MethodView
 
 from api.auth import bearer_token, require_user, token_expiry
@@ -32,6 +36,7 @@ from api.schemas import (
 from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
 from sync.checkpoint import InvalidCheckpoint
+from sync.live import CommitHub, Waiter
 from sync.pull import ForeignClient, ResyncRequired, pull
 from sync.scopelog import SharedReads
 
@@ -41,6 +46,7 @@ _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
 _REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "too_large": 413}
 MAX_WAIT_SECONDS = 30  # a push waiting for its batch
 MAX_LIVE_WAIT_SECONDS = 60  # a live pull waiting for a commit
+PULL_REPLY = PullResponseSchema()  # marshmallow schemas are reusable; one instance
 SUBSCRIBE_SECONDS = 5  # how long a live pull waits for the hub's subscription before its look
 
 
@@ -149,10 +155,10 @@ class Pull(MethodView):
         _authorize_pull(body)
         note_seen(g.user, body["client_id"])
         wait = _prefer_wait(MAX_LIVE_WAIT_SECONDS)
-        reply = _live(body, wait) if wait else _pull(body)
-        response = jsonify(PullResponseSchema().dump(reply))
-        if wait:
-            response.headers["Preference-Applied"] = f"wait={wait}"
+        if not wait:
+            return jsonify(PULL_REPLY.dump(_pull(body)))
+        response = _live(body, wait)
+        response.headers["Preference-Applied"] = f"wait={wait}"
         return response
 
 
@@ -200,9 +206,8 @@ def _has_news(reply: dict[str, Any]) -> bool:
     return any(page["changes"] or page["has_more"] for page in reply["scopes"].values())
 
 
-def _live(body: dict[str, Any], wait: int) -> dict[str, Any]:
-    """A pull held until a commit in one of its scopes shows it something, `wait` s at most, the
-    token's expiry (then 401) or a lost membership (then 403).
+def _live(body: dict[str, Any], wait: int) -> Response:
+    """A live pull: answered at once when there is something new, else a `HeldPull`.
 
     The pull registers with the hub before its first read, so a commit from then on sets its
     event even while it reads (sync.live: no missed wake-up); it looks again only when woken.
@@ -210,46 +215,127 @@ def _live(body: dict[str, Any], wait: int) -> dict[str, Any]:
     hub = current_app.extensions["offgrid.live"]
     deadline = time.monotonic() + wait
     expires = token_expiry(bearer_token())
+    waiter = hub.register(body["scopes"])
+    try:
+        # A look is trusted to have missed nothing only if the subscription was in place first.
+        trusted = hub.subscribed(max(0.0, min(wait, SUBSCRIBE_SECONDS)))
+        reply = _pull(body, keep_unmoved=True)
+    except BaseException:
+        hub.unregister(waiter)
+        raise
+    if _has_news(reply):
+        hub.unregister(waiter)
+        return jsonify(PULL_REPLY.dump(reply))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    context = functools.partial(_request_context, app, request.environ, g.user)
+    hold = functools.partial(_hold, body, reply, context, hub, waiter, trusted, deadline, expires)
+    return HeldPull(hold, release=functools.partial(hub.unregister, waiter))
+
+
+class HeldPull(Response):
+    """The reply of a live pull with nothing new yet: it waits after Flask is done with the
+    request.
+
+    Flask hands this response to the WSGI server and pops the request context; the server then
+    iterates it, and only then does it wait, decide the status and body, and call
+    `start_response` (PEP 3333 allows that before the first body chunk). So a held pull keeps
+    no Flask request state and parks a greenlet with a shallow stack: gevent copies a parked
+    greenlet's C stack to the heap, so depth costs memory per held pull. The `after_request`
+    hooks ran on this response (request id, security and CORS headers); its headers are kept.
+    After the wait the answer is computed in a fresh request context of the same environ, and
+    errors go through the app's error handlers as for any view.
+    """
+
+    def __init__(self, answer: Callable[[], dict[str, Any]], release: Callable[[], None]) -> None:
+        super().__init__(mimetype="application/json")
+        self._answer = answer
+        self._release = weakref.finalize(self, release)  # even if the server never asks
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        # The iterator keeps this response alive, so its release runs after the wait.
+        return _held_reply(app, environ, start_response, self)
+
+
+def _held_reply(app: Any, environ: Any, start_response: Any, held: HeldPull) -> Iterator[bytes]:
+    try:
+        reply, error = held._answer(), None
+    except Exception as exc:
+        reply, error = None, exc
+    finally:
+        held._release()
+    with app.request_context(environ):
+        if error is None:
+            final = jsonify(PULL_REPLY.dump(reply))
+        else:
+            final = app.make_response(app.handle_user_exception(error))
+    for name, value in final.headers.items():
+        held.headers[name] = value
+    start_response(final.status, list(held.headers.items()))
+    yield final.get_data()
+
+
+@contextlib.contextmanager
+def _request_context(app: Any, environ: Any, user: str) -> Iterator[None]:
+    """A held pull's request context for a look, pushed only while it reads (not while it
+    waits), with the user its request was authenticated as."""
+    with app.request_context(environ):
+        g.user = user
+        yield
+
+
+def _hold(
+    body: dict[str, Any],
+    looked: dict[str, Any],
+    context: Callable[[], contextlib.AbstractContextManager[None]],
+    hub: CommitHub,
+    waiter: Waiter,
+    trusted: bool,
+    deadline: float,
+    expires: float,
+) -> dict[str, Any]:
+    """Wait until a commit in one of the pull's scopes shows it something, the deadline, the
+    token's expiry (then 401) or a lost membership (then 403). It waits outside any Flask
+    context and enters one (`context`) for each look.
+
+    Every look keeps the checkpoints of scopes that did not move, so the last look (`looked`)
+    is the answer when the time runs out: the same checkpoints, and a `last_mutation_id` that
+    was true when read (the client never holds less than it says)."""
 
     def remaining() -> float:
         return min(deadline - time.monotonic(), expires - time.time())
 
-    with hub.watch(body["scopes"]) as waiter:
-        # A look is trusted to have missed nothing only if the subscription was in place first.
-        trusted = hub.subscribed(max(0.0, min(remaining(), SUBSCRIBE_SECONDS)))
-        reply = _pull(body)
-        if _has_news(reply):
-            return reply
-        reason = "timeout"
-        LIVE_HELD.inc()
-        try:
-            while remaining() > 0:
-                if trusted:
-                    if not waiter.event.wait(remaining()):
-                        continue  # the deadline or the expiry: the loop decides which
-                elif not hub.subscribed(remaining()):
-                    continue  # still no subscription: nothing to wait on but the deadline
-                if hub.closing:
-                    reason = "shutdown"
-                    break
-                if time.time() >= expires:
-                    raise APIError(401, "unauthorized", "the token expired while the pull waited")
-                waiter.event.clear()  # before the look: a commit from now on wakes it again
-                trusted = hub.subscribed(0)
+    reason = "timeout"
+    LIVE_HELD.inc()
+    try:
+        while remaining() > 0:
+            if trusted:
+                if not waiter.event.wait(remaining()):
+                    continue  # the deadline or the expiry: the loop decides which
+            elif not hub.subscribed(remaining()):
+                continue  # still no subscription: nothing to wait on but the deadline
+            if hub.closing:
+                reason = "shutdown"
+                break
+            if time.time() >= expires:
+                break
+            waiter.event.clear()  # before the look: a commit from now on wakes it again
+            trusted = hub.subscribed(0)
+            with context():
                 _authorize_pull(body)  # membership may have been lost meanwhile
-                fresh = _pull(body, shared=hub.pages)
-                if _has_news(fresh):
-                    if waiter.committed_at is not None:
-                        LIVE_LATENCY.observe(max(0.0, time.time() - waiter.committed_at))
-                    LIVE_WAKEUPS.labels("commit").inc()
-                    return fresh
-                # The scope moved, but by nothing this pull shows (other collections, a
-                # tombstone an initial sync skips): wait for the next commit.
-            else:
-                if time.time() >= expires:
-                    raise APIError(401, "unauthorized", "the token expired while the pull waited")
-        finally:
-            LIVE_HELD.dec()
+                looked = _pull(body, keep_unmoved=True, shared=hub.pages)
+            if _has_news(looked):
+                if waiter.committed_at is not None:
+                    LIVE_LATENCY.observe(max(0.0, time.time() - waiter.committed_at))
+                LIVE_WAKEUPS.labels("commit").inc()
+                return looked
+            # The scope moved, but by nothing this pull shows (other collections, a tombstone
+            # an initial sync skips): wait for the next commit.
+    finally:
+        LIVE_HELD.dec()
+    if reason != "shutdown" and time.time() >= expires:
+        raise APIError(401, "unauthorized", "the token expired while the pull waited")
     LIVE_WAKEUPS.labels(reason).inc()
-    _authorize_pull(body)  # a membership lost while it waited ends it with 403, commit or not
-    return _pull(body, keep_unmoved=True)
+    with context():
+        _authorize_pull(body)  # a membership lost while it waited ends it, commit or not
+    return looked

@@ -1,14 +1,15 @@
-"""B6: live pulls held by one web process, woken by commits.
+"""B6: live pulls held by the web processes, woken by commits.
 
-One gunicorn worker process (gevent, gunicorn.conf.py) and one Celery worker. Separate load
-processes (asyncio, `--loaders`) hold N live pulls over S personal scopes, one client each, and
-re-issue each one as soon as it is answered. Each pull asks `Prefer: wait=N` with N drawn from
-20 to 30 s, as apps with different settings and start times would (with one N for all, the
-timeouts fall together in bursts). Meanwhile a writer commits one batch every 0.2 s into a
-random scope. Reported: commit→reply latency p50/p99 (the server's histogram: from a commit's
-announcement to the reply it caused), RSS of the serving process per held pull, CPU per
-process, and the latency of a normal push (Prefer: wait) + pull round trip while the pulls are
-held, against the same round trip with none held (same run).
+One gunicorn worker process (gevent, gunicorn.conf.py; `--web N` for more) and one Celery
+worker. Separate load processes (asyncio, `--loaders`) hold N live pulls over S personal
+scopes, one client each, and re-issue each one as soon as it is answered. Each pull asks
+`Prefer: wait=N` with N drawn from 20 to 30 s, as apps with different settings and start
+times would (with one N for all, the timeouts fall together in bursts). Meanwhile a writer
+commits one batch every 0.2 s into a random scope. Reported: commit→reply latency p50/p99
+(the server's histogram: from a commit's announcement to the reply it caused), RSS of the
+serving processes per held pull, CPU per process, and the latency of a normal push (Prefer:
+wait) + pull round trip while the pulls are held, against the same round trip with none held
+(same run).
 
     ./dev services && set -a && . .dev/app.env && set +a
     .venv/bin/python -m bench.b6_live --held 1000 5000 --scopes 300
@@ -108,22 +109,30 @@ async def _holder(headers: dict, client_id: str, scope: str, stop: asyncio.Event
     return answered
 
 
-async def _holders(secret: str, pulls: list[tuple[str, str]], stop_flag: Any) -> int:
+async def _holders(secret: str, pulls: list[tuple[str, str]], first: int, flags: Any) -> None:
+    """Hold the first `first` pulls, the rest once `go` is set; stop when `stop` is."""
+    go, stop_flag = flags
     stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(_holder(_auth(secret, user), client_id, f"user:{user}", stop))
-        for client_id, user in pulls
-    ]
+
+    def start(part: list[tuple[str, str]]) -> list[asyncio.Task]:
+        return [
+            asyncio.create_task(_holder(_auth(secret, user), client_id, f"user:{user}", stop))
+            for client_id, user in part
+        ]
+
+    tasks = start(pulls[:first])
+    while not go.is_set():
+        await asyncio.sleep(0.1)
+    tasks += start(pulls[first:])
     while not stop_flag.is_set():
         await asyncio.sleep(0.2)
     stop.set()
     for task in tasks:
         task.cancel()
-    return sum(t.result() for t in tasks if t.done() and not t.cancelled())
 
 
-def _holder_process(secret: str, pulls: list[tuple[str, str]], stop_flag: Any) -> None:
-    asyncio.run(_holders(secret, pulls, stop_flag))
+def _holder_process(secret: str, pulls: list[tuple[str, str]], first: int, flags: Any) -> None:
+    asyncio.run(_holders(secret, pulls, first, flags))
 
 
 def _writer(secret: str, users: list[str], stop: threading.Event, counts: list[int]) -> None:
@@ -171,9 +180,12 @@ def _histogram_quantiles(text: str) -> tuple[float, float, float]:
     return quantile(0.5), quantile(0.99), total
 
 
-def _serving_pid(master: int) -> int:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0])
+def _serving_pids(master: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def _rss(pids: list[int]) -> float:
+    return sum(rss_mb(pid) for pid in pids)
 
 
 def _wait_until_held(held: int, seconds: float = 120) -> None:
@@ -184,7 +196,7 @@ def _wait_until_held(held: int, seconds: float = 120) -> None:
         if gauge and float(gauge[0].split()[-1]) >= held:
             time.sleep(2)
             return
-        time.sleep(1)
+        time.sleep(0.5)
     raise SystemExit(f"fewer than {held} pulls were held after {seconds:.0f} s")
 
 
@@ -198,22 +210,33 @@ def run(
 ) -> dict:  # fmt: skip
     idle = _round_trips(secret, 20)
     users = [f"live{n}-{uuid.uuid4().hex[:6]}" for n in range(scopes)]
-    web = _serving_pid(master)
-    before = rss_mb(web)
+    web = _serving_pids(master)
+    before = _rss(web)
     before_metrics = httpx.get(f"{BASE}/metrics", timeout=10).text
     pulls = [(f"h{n:06d}{uuid.uuid4().hex[:6]}", users[n % scopes]) for n in range(held)]
     context = multiprocessing.get_context("spawn")
-    stop_flag = context.Event()
+    flags = (context.Event(), context.Event())  # go (hold the rest), stop
+    # A fifth first: the RSS they add includes warming the process; the rest give the
+    # marginal cost of a held pull.
+    parts = [pulls[i::loaders] for i in range(loaders)]
     children = [
-        context.Process(target=_holder_process, args=(secret, pulls[i::loaders], stop_flag))
-        for i in range(loaders)
+        context.Process(target=_holder_process, args=(secret, part, len(part) // 5, flags))
+        for part in parts
     ]
     for child in children:
         child.start()
     try:
+        early_held = sum(len(part) // 5 for part in parts)
+        _wait_until_held(early_held)
+        early_rss = _rss(web)
+        flags[0].set()
         _wait_until_held(held)
-        held_rss = rss_mb(web)
-        pids = {"web": web, **pids, **{f"load{i}": c.pid for i, c in enumerate(children)}}
+        held_rss = _rss(web)
+        pids = {
+            **{f"web{i}": pid for i, pid in enumerate(web)},
+            **pids,
+            **{f"load{i}": c.pid for i, c in enumerate(children)},
+        }
         cpu_before, started = _cpu(pids), time.monotonic()
         stop, counts = threading.Event(), [0]
         writer = threading.Thread(target=_writer, args=(secret, users, stop, counts))
@@ -226,7 +249,7 @@ def run(
         cpu = {name: (t - cpu_before[name]) / elapsed for name, t in _cpu(pids).items()}
         text = httpx.get(f"{BASE}/metrics", timeout=10).text
     finally:
-        stop_flag.set()
+        flags[1].set()
         for child in children:
             child.join(30)
             if child.is_alive():
@@ -236,6 +259,7 @@ def run(
     return {
         "held": held, "p50": p50, "p99": p99, "replies": replies - replies_before,
         "commits": counts[0], "rss_before": before, "rss_held": held_rss,
+        "marginal": (held_rss - early_rss) * 1024 / (held - early_held),
         "idle": idle, "busy": busy, "cpu": cpu, "elapsed": elapsed,
     }  # fmt: skip
 
@@ -245,6 +269,7 @@ def main() -> None:
     parser.add_argument("--held", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--scopes", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--web", type=int, default=1, help="gunicorn worker processes")
     parser.add_argument("--loaders", type=int, default=2, help="load processes holding pulls")
     args = parser.parse_args()
     env = {**bench_env("b6"), "WEB_CONNECTIONS": str(max(args.held) + 200)}
@@ -253,7 +278,7 @@ def main() -> None:
         procs = Processes()
         try:
             worker = start_workers(procs, env, 1)[0]
-            start_api(procs, env, PORT, workers=1)
+            start_api(procs, env, PORT, workers=args.web)
             master = procs.procs[-1].pid
             pids = {"worker": worker.pid, **service_pids()}
             rows.append(
@@ -261,11 +286,12 @@ def main() -> None:
             )
         finally:
             procs.stop()
-    print(f"B6 live pull, {datetime.date.today()}, one web process, {args.scopes} scopes, "
+    print(f"B6 live pull, {datetime.date.today()}, {args.web} web process(es), "
+          f"{args.scopes} scopes, "
           f"a commit every 0.2 s for {args.seconds:.0f} s, {os.cpu_count()} cores\n")  # fmt: skip
     print(
         "| held pulls | commit→reply p50 | p99 | replies / commits | RSS idle → held MB "
-        "| KB per held pull | round trip idle → held ms | ratio |"
+        "| KB per held pull (marginal) | round trip idle → held ms | ratio |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
@@ -273,7 +299,7 @@ def main() -> None:
         print(
             f"| {r['held']:,} | {r['p50'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms "
             f"| {r['replies']:,.0f} / {r['commits']} "
-            f"| {r['rss_before']:.0f} → {r['rss_held']:.0f} | {per_pull:.1f} "
+            f"| {r['rss_before']:.0f} → {r['rss_held']:.0f} | {per_pull:.1f} ({r['marginal']:.1f}) "
             f"| {r['idle'] * 1000:.0f} → {r['busy'] * 1000:.0f} | {r['busy'] / r['idle']:.2f} |"
         )
     print("\nCPU while the writer ran (cores used, averaged over the run):\n")
