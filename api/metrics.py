@@ -30,10 +30,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from push import metrics as push_metrics
-from push.providers import OUTCOMES, PLATFORMS
+from push.base import OUTCOMES
+from push.devices import PLATFORMS
 from sync.batches import APPLYING, BATCHES, QUEUED
 from workers import metrics as task_metrics
-from workers.factory import DEAD_LETTER_QUEUE, QUEUE_NAMES
+from workers.factory import DEAD_LETTER_QUEUE
+from workers.queues import QUEUE_NAMES
 
 REQUESTS = Counter(
     "offgrid_http_requests_total",

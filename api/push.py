@@ -14,6 +14,7 @@ from api.keys import require_api_key
 from api.queueing import publish_or_503
 from push import notifications
 from sync.limits import LimitExceeded, check_value
+from workers import queues
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
 MAX_DATA_BYTES = 4096
@@ -111,9 +112,8 @@ class Pushes(MethodView):
         push_id, created, state = notifications.create_push(_db(), g.api_key_id, body)
         if created and state == notifications.QUEUED:  # scheduled ones are released by beat
             publish_or_503(
-                "push.fan_out",
-                [push_id],
-                "push",
+                queues.publish_fan_out,
+                push_id,
                 undo=lambda: notifications.forget_push(_db(), push_id),
             )
         return {"push_id": push_id}

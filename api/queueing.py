@@ -1,8 +1,10 @@
-"""Publishing work from the API: confirmed by RabbitMQ, or undone and answered 503 (G7)."""
+"""Publishing work from the API: confirmed by RabbitMQ, or undone and answered 503 (G7).
+Task names and queues: `workers.queues`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from flask import current_app
 from kombu.exceptions import KombuError, OperationalError
@@ -12,21 +14,12 @@ from api.errors import APIError
 _RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 
 
-def publish_or_503(
-    task: str, args: list[str], queue: str, undo: Callable[[], None], task_id: str | None = None
-) -> None:
-    """Publish `task` and wait for the broker's confirm; if it cannot be had, run `undo`
-    (remove what the request stored) and answer 503 with Retry-After."""
+def publish_or_503(publish: Callable[..., None], *args: Any, undo: Callable[[], None]) -> None:
+    """`publish(celery, *args)` (a `workers.queues.publish_*`) and wait for the broker's
+    confirm; if it cannot be had, run `undo` (remove what the request stored) and answer 503
+    with Retry-After."""
     try:
-        current_app.extensions["offgrid.celery"].send_task(
-            task,
-            args=args,
-            task_id=task_id,
-            queue=queue,
-            routing_key=queue,
-            retry=True,
-            retry_policy=_RETRY,
-        )
+        publish(current_app.extensions["offgrid.celery"], *args, retry=True, retry_policy=_RETRY)
     except (OperationalError, KombuError, OSError) as exc:
         undo()
         raise APIError(

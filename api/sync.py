@@ -36,9 +36,10 @@ from api.schemas import (
 from sync import batches, membership
 from sync.admission import BatchRefused, admit_batch
 from sync.checkpoint import InvalidCheckpoint
-from sync.live import CommitHub, Waiter
+from sync.live import CommitHub, Waiter, batch_key
 from sync.pull import ForeignClient, ResyncRequired, pull
 from sync.scopelog import SharedReads
+from workers import queues
 
 blp = Blueprint("sync", __name__, url_prefix="/v1/sync", description="Offline sync protocol v1")
 
@@ -60,15 +61,25 @@ def _prefer_wait(most: int = MAX_WAIT_SECONDS) -> int:
 
 
 def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | None:
+    """The batch's final status within `seconds`, or None. The worker announces a batch it
+    made final; the wait registers for that before its first look, so it answers within
+    milliseconds. It also looks now and then (a batch made final elsewhere, by housekeeping,
+    is not announced; without a subscription it polls)."""
+    hub = current_app.extensions["offgrid.live"]
     deadline = time.monotonic() + seconds
-    delay = 0.02
-    while time.monotonic() < deadline:
-        status = batches.batch_status(_db(), batch_id, user)
-        if status is not None and status["status"] in batches.FINAL_STATUSES:
-            return status
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-    return None
+    with hub.watch([batch_key(batch_id)]) as waiter:
+        subscribed = hub.subscribed(min(seconds, SUBSCRIBE_SECONDS))
+        delay = 0.02
+        while True:
+            waiter.event.clear()  # before the look: an announcement from now on wakes it
+            status = batches.batch_status(_db(), batch_id, user)
+            if status is not None and status["status"] in batches.FINAL_STATUSES:
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            waiter.event.wait(min(remaining, 1.0 if subscribed else delay))
+            delay = min(delay * 2, 0.25)
 
 
 @blp.route("/push", methods=["POST"])
@@ -103,11 +114,7 @@ class Push(MethodView):
         except batches.ClientOwnedByAnotherUser:
             raise APIError(403, "forbidden", "client_id belongs to another user") from None
         publish_or_503(
-            "sync.apply_batch",
-            [batch_id],
-            "sync",
-            undo=lambda: batches.forget_batch(_db(), batch_id),
-            task_id=batch_id,
+            queues.publish_apply, batch_id, undo=lambda: batches.forget_batch(_db(), batch_id)
         )
 
         BATCHES_ACCEPTED.inc()

@@ -35,8 +35,8 @@ from pymongo import MongoClient
 
 from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
 from push.apns import APNsProvider, build_request
+from push.base import tls_context
 from push.devices import DEVICES, device_id
-from push.providers import tls_context
 
 TOPIC = "b4-news"
 WARM_UP = 2000  # devices of a first push, before memory is read

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import jwt
 
-from push.providers import Outcome, attempt, http2_client, json_or_empty, retry_after_seconds
+from push.base import Outcome, attempt, http2_client, json_or_empty, retry_after_seconds
 
 TOKEN_LIFETIME = 40 * 60
 MAX_PAYLOAD = 4096

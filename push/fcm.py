@@ -19,7 +19,7 @@ import google.auth.transport.requests
 import httpx
 from google.oauth2 import service_account
 
-from push.providers import (
+from push.base import (
     Outcome,
     attempt,
     http2_client,

@@ -28,8 +28,8 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from push.base import Outcome, Provider
 from push.devices import DEVICES
-from push.providers import Outcome, Provider
 from sync import membership
 
 PUSHES = "push_notifications"

@@ -9,7 +9,7 @@ import requests
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
-from push.providers import Outcome, retry_after_seconds, session_for
+from push.base import Outcome, retry_after_seconds, session_for
 
 _RETRYABLE = {429, 500, 502, 503, 504}
 

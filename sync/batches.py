@@ -36,7 +36,7 @@ from sync.collections import CollectionRegistry
 from sync.conflicts import RecordState, Rejection, asked, load_resolver, resolve
 from sync.hlc import too_far_ahead
 from sync.leases import LeaseLost, LeaseUnavailable, ensure_held, held, refresh, take_fence
-from sync.live import announce
+from sync.live import announce, announce_final
 from sync.scopelog import ScopeWriter, doc_from_state, record_id, state_from_doc
 
 BATCHES = "sync_batches"
@@ -350,7 +350,9 @@ def apply_batch(
     names = [lease] + [f"scope:{scope}" for scope in scopes]
     try:
         with held(redis, names, config.lock_ttl_seconds, config.lock_wait_seconds) as locks:
-            return _apply_held(db, redis, batch_id, batch, config, now, locks, crash_point)
+            status = _apply_held(db, redis, batch_id, batch, config, now, locks, crash_point)
+        announce_final(redis, batch_id)  # wakes the push waiting for it (`Prefer: wait`)
+        return status
     except LeaseUnavailable as exc:
         # The client's lease is busy. If an earlier stored batch must go first, its worker (the
         # likely holder) goes on with this one: nothing to retry.

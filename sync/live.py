@@ -40,11 +40,27 @@ def announce(redis: Redis, scope: str, seq: int) -> None:
         log.warning("could not announce the commit of %s: %r", scope, exc)
 
 
+def batch_key(batch_id: str) -> str:
+    """What a push waiting for its batch (`Prefer: wait`) registers under: never a scope
+    (scopes hold no whitespace)."""
+    return f"batch {batch_id}"
+
+
+def announce_final(redis: Redis, batch_id: str) -> None:
+    """Tell every serving process that the batch is final (best effort: a push waiting for it
+    also looks now and then)."""
+    try:
+        redis.publish(CHANNEL, json.dumps({"batch": batch_id, "at": time.time()}))
+    except RedisError as exc:
+        log.warning("could not announce the end of batch %s: %r", batch_id, exc)
+
+
 @dataclass(eq=False)
 class Waiter:
-    """One waiting pull: the scopes it reads, and the event that wakes it."""
+    """One waiting request (a live pull, a push waiting for its batch): what it waits on, and
+    the event that wakes it."""
 
-    scopes: frozenset[str]
+    keys: frozenset[str]  # scopes, or a batch_key
     event: threading.Event = field(default_factory=threading.Event)
     committed_at: float | None = None  # when the commit that woke it was announced
 
@@ -63,18 +79,19 @@ class CommitHub:
 
     # -- waiting --------------------------------------------------------------------------
 
-    def register(self, scopes: Iterable[str]) -> Waiter:
-        waiter = Waiter(frozenset(scopes))
+    def register(self, keys: Iterable[str]) -> Waiter:
+        """Wake the waiter on a commit in any of `keys` (scopes, or a `batch_key`)."""
+        waiter = Waiter(frozenset(keys))
         with self._lock:
             if self._closing:
                 waiter.event.set()
-            for scope in waiter.scopes:
+            for scope in waiter.keys:
                 self._waiters.setdefault(scope, set()).add(waiter)
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
         with self._lock:
-            for scope in waiter.scopes:
+            for scope in waiter.keys:
                 waiting = self._waiters.get(scope)
                 if waiting is not None:
                     waiting.discard(waiter)
@@ -82,10 +99,10 @@ class CommitHub:
                         del self._waiters[scope]
 
     @contextlib.contextmanager
-    def watch(self, scopes: Iterable[str]) -> Iterator[Waiter]:
-        """Registered for commits in `scopes` for the duration: look (read) only after this
-        and `subscribed()`, and a commit from then on sets the waiter's event."""
-        waiter = self.register(scopes)
+    def watch(self, keys: Iterable[str]) -> Iterator[Waiter]:
+        """Registered for `keys` for the duration: look (read) only after this and
+        `subscribed()`, and an announcement from then on sets the waiter's event."""
+        waiter = self.register(keys)
         try:
             yield waiter
         finally:
@@ -160,7 +177,8 @@ class CommitHub:
     def _dispatch(self, data: bytes | str) -> None:
         try:
             note = json.loads(data)
-            scope, at = str(note["scope"]), note.get("at")
+            key = batch_key(str(note["batch"])) if "batch" in note else str(note["scope"])
+            at = note.get("at")
         except (ValueError, KeyError, TypeError):
             return
-        self._wake(scope, float(at) if isinstance(at, int | float) else None)
+        self._wake(key, float(at) if isinstance(at, int | float) else None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sync import housekeeping
 from tasks.publishing import publish_apply
+from workers import queues
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ def exclusive(job: str, ttl: int, work: Callable[[], int]) -> dict[str, Any]:
 def _sync_ready() -> int:
     """Messages ready on the `sync` queue (a passive declare: it creates nothing)."""
     with celery_app.connection_for_write() as conn:
-        _, ready, _ = conn.default_channel.queue_declare(queue="sync", passive=True)
+        _, ready, _ = conn.default_channel.queue_declare(queue=queues.SYNC, passive=True)
     return int(ready)
 
 
-@celery_app.task(name="maintenance.requeue_stuck_batches", soft_time_limit=240, time_limit=300)
+@celery_app.task(name=queues.REQUEUE_STUCK_BATCHES.name, soft_time_limit=240, time_limit=300)
 def requeue_stuck_batches() -> dict[str, Any]:
     older = timedelta(seconds=settings().stuck_batch_seconds)
     return exclusive(
@@ -49,7 +50,7 @@ def requeue_stuck_batches() -> dict[str, Any]:
     )
 
 
-@celery_app.task(name="maintenance.expire_batches", soft_time_limit=240, time_limit=300)
+@celery_app.task(name=queues.EXPIRE_BATCHES.name, soft_time_limit=240, time_limit=300)
 def expire_batches() -> dict[str, Any]:
     retention = timedelta(seconds=settings().batch_retention_seconds)
     return exclusive(
@@ -57,7 +58,7 @@ def expire_batches() -> dict[str, Any]:
     )
 
 
-@celery_app.task(name="maintenance.purge_tombstones", soft_time_limit=840, time_limit=900)
+@celery_app.task(name=queues.PURGE_TOMBSTONES.name, soft_time_limit=840, time_limit=900)
 def purge_tombstones() -> dict[str, Any]:
     horizon = timedelta(seconds=settings().tombstone_horizon_seconds)
     return exclusive(

@@ -12,12 +12,14 @@ from typing import Any
 from pymongo.errors import ConnectionFailure
 
 from push import devices, notifications
+from push.base import Outcome, Provider
 from push.metrics import PUSH_OUTCOMES, PUSH_THROTTLED
-from push.providers import Outcome, Provider, providers_from_settings
+from push.providers import providers_from_settings
 from push.ratelimit import ProviderRateLimit
 from sync.faults import crash_point
 from tasks.maintenance import exclusive
 from tasks.publishing import publish_chunk, publish_fan_out
+from workers import queues
 from workers.celery_app import celery_app, mongo, redis_client, settings
 
 _local = threading.local()
@@ -64,7 +66,7 @@ def _observe(platform: str, outcome: Outcome) -> None:
 
 
 @celery_app.task(
-    name="push.fan_out",
+    name=queues.FAN_OUT.name,
     ignore_result=True,  # the push's state lives in the database, not in Redis
     soft_time_limit=120,
     time_limit=180,
@@ -81,7 +83,7 @@ def fan_out(push_id: str) -> dict[str, Any]:
 
 
 @celery_app.task(
-    name="push.send_chunk",
+    name=queues.SEND_CHUNK.name,
     ignore_result=True,
     soft_time_limit=240,
     time_limit=300,
@@ -108,14 +110,14 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
     return {"push_id": push_id, "chunk": number, **result.counts}
 
 
-@celery_app.task(name="maintenance.send_due_pushes", soft_time_limit=60, time_limit=90)
+@celery_app.task(name=queues.SEND_DUE_PUSHES.name, soft_time_limit=60, time_limit=90)
 def send_due_pushes() -> dict[str, Any]:
     """Release scheduled pushes that are due (beat, every few seconds): no long ETA messages."""
     count = notifications.due_pushes(mongo().db, datetime.now(UTC), publish_fan_out)
     return {"job": "send_due_pushes", "count": count}
 
 
-@celery_app.task(name="maintenance.prune_unseen_devices", soft_time_limit=240, time_limit=300)
+@celery_app.task(name=queues.PRUNE_UNSEEN_DEVICES.name, soft_time_limit=240, time_limit=300)
 def prune_unseen_devices() -> dict[str, Any]:
     """Delete devices not seen for DEVICE_UNSEEN_DAYS (270 by default): an app install that
     has not registered in that long is gone, and its token only costs failed sends."""
@@ -123,7 +125,7 @@ def prune_unseen_devices() -> dict[str, Any]:
     return exclusive("prune_unseen_devices", 300, lambda: devices.prune_unseen(mongo().db, cutoff))
 
 
-@celery_app.task(name="maintenance.expire_pushes", soft_time_limit=240, time_limit=300)
+@celery_app.task(name=queues.EXPIRE_PUSHES.name, soft_time_limit=240, time_limit=300)
 def expire_pushes() -> dict[str, Any]:
     """Delete finished pushes older than PUSH_RETENTION with their chunks and receipts."""
     cutoff = datetime.now(UTC) - timedelta(seconds=settings().push_retention_seconds)

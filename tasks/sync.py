@@ -18,6 +18,7 @@ from sync import batches, chain
 from sync.faults import crash_point
 from sync.leases import LeaseLost, LeaseUnavailable
 from tasks.publishing import publish_apply, publish_fan_out
+from workers import queues
 from workers.celery_app import (
     celery_app,
     engine_config,
@@ -45,7 +46,7 @@ TRANSIENT = (
 
 
 @celery_app.task(
-    name="sync.apply_batch",
+    name=queues.APPLY_BATCH.name,
     bind=True,
     # Clients read a batch's status from the database; storing task states in Redis would
     # make applying depend on Redis (a state write that fails loses the message).

@@ -17,6 +17,7 @@ from kombu import Exchange, Queue
 from config import Settings, load_settings
 from config.logs import request_id
 from sync.store import MongoHandle
+from workers import queues
 from workers.schedule import beat_schedule
 
 TASK_EXCHANGE = Exchange("offgrid", type="topic", durable=True)
@@ -28,7 +29,6 @@ DEAD_LETTER_QUEUE = Queue(
     durable=True,
     queue_arguments={"x-queue-type": "quorum"},
 )
-QUEUE_NAMES = ("sync", "push", "maintenance")
 
 
 def task_queues(delivery_limit: int) -> list[Queue]:
@@ -44,7 +44,7 @@ def task_queues(delivery_limit: int) -> list[Queue]:
                 "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
             },
         )
-        for name in QUEUE_NAMES
+        for name in queues.QUEUE_NAMES
     ]
 
 
@@ -60,7 +60,7 @@ def worker_argv(python: str, name: str, *options: str) -> list[str]:
     """The command line of a worker consuming every Offgrid queue (tests and benchmarks)."""
     return [
         python, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
-        "-Q", ",".join(QUEUE_NAMES), "-n", name, "--without-mingle", "--without-gossip",
+        "-Q", ",".join(queues.QUEUE_NAMES), "-n", name, "--without-mingle", "--without-gossip",
         *options,
     ]  # fmt: skip
 
@@ -79,16 +79,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"confirm_publish": True},
         "task_default_delivery_mode": "persistent",
         "task_queues": task_queues(settings.task_delivery_limit),
-        "task_default_queue": "sync",
+        "task_default_queue": queues.SYNC,
         "task_default_exchange": TASK_EXCHANGE.name,
         "task_default_exchange_type": TASK_EXCHANGE.type,
-        "task_default_routing_key": "sync",
+        "task_default_routing_key": queues.SYNC,
         "task_create_missing_queues": False,
-        "task_routes": {
-            "sync.*": {"queue": "sync", "routing_key": "sync"},
-            "push.*": {"queue": "push", "routing_key": "push"},
-            "maintenance.*": {"queue": "maintenance", "routing_key": "maintenance"},
-        },
+        "task_routes": queues.ROUTES,
         # A task is acknowledged after it ran; a worker that dies hands it back to the queue.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

@@ -15,6 +15,8 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun, task_retry, worker_ready
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
+from workers import queues
+
 TASKS = Counter(
     "offgrid_tasks_total", "Celery tasks finished, by outcome", ["task", "queue", "outcome"]
 )
@@ -28,17 +30,7 @@ _started: dict[str, float] = {}
 
 # Every task and its queue, so their series exist at 0 from start-up (`prime`); a test checks
 # this against the tasks Celery registers.
-KNOWN_TASKS = {
-    "sync.apply_batch": "sync",
-    "push.fan_out": "push",
-    "push.send_chunk": "push",
-    "maintenance.requeue_stuck_batches": "maintenance",
-    "maintenance.expire_batches": "maintenance",
-    "maintenance.purge_tombstones": "maintenance",
-    "maintenance.send_due_pushes": "maintenance",
-    "maintenance.prune_unseen_devices": "maintenance",
-    "maintenance.expire_pushes": "maintenance",
-}
+KNOWN_TASKS = {task.name: task.queue for task in queues.TASKS}
 
 
 def prime() -> None:

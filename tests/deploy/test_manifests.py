@@ -29,7 +29,9 @@ import pytest
 import yaml
 from flower.urls import handlers as flower_handlers
 
-from workers.factory import DEAD_LETTER_QUEUE, QUEUE_NAMES
+from workers import queues
+from workers.factory import DEAD_LETTER_QUEUE
+from workers.queues import QUEUE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -204,8 +206,13 @@ def _task_time_limits() -> dict[str, int]:
             if isinstance(node, ast.Call) and _call_name(node) == "task":
                 keywords = {kw.arg: kw.value for kw in node.keywords}
                 limit, name = keywords.get("time_limit"), keywords.get("name")
-                if isinstance(limit, ast.Constant) and isinstance(name, ast.Constant):
-                    limits[name.value] = limit.value
+                # name=queues.<TASK>.name (workers.queues owns the names)
+                if (
+                    isinstance(limit, ast.Constant)
+                    and isinstance(name, ast.Attribute)
+                    and isinstance(name.value, ast.Attribute)
+                ):
+                    limits[getattr(queues, name.value.attr).name] = limit.value
     return limits
 
 
