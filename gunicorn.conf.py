@@ -26,9 +26,11 @@ keepalive = 75
 
 
 def post_worker_init(worker: Any) -> None:
-    hub = worker.wsgi.extensions.get("offgrid.live") if hasattr(worker.wsgi, "extensions") else None
-    if hub is None:
+    if not hasattr(worker.wsgi, "extensions"):
         return
+    from api.resources import resources
+
+    hub = resources(worker.wsgi).live
     previous = signal.getsignal(signal.SIGTERM)
 
     def answer_held_pulls_then_exit(signum: int, frame: Any) -> None:

@@ -17,6 +17,7 @@ from api.errors import register_errorhandlers
 from api.limits import register_limits
 from api.metrics import register_metrics
 from api.openapi import AuthErrorsLimitsPlugin
+from api.resources import Resources, install, resources
 from api.schemas import ErrorSchema
 from config import Settings, load_settings
 from config.logs import configure_logging, request_id
@@ -62,7 +63,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def register_request_ids(app: Flask) -> None:
-    settings = app.extensions["offgrid.settings"]
+    settings = resources(app).settings
     configure_logging(settings.log_level, settings.log_format)
 
     @app.before_request
@@ -90,17 +91,22 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
-    app.extensions["offgrid.settings"] = settings
-    app.extensions["offgrid.mongo"] = MongoHandle(settings.mongodb_url, settings.mongodb_database)
-    app.extensions["offgrid.celery"] = create_celery(settings, results=False)
-    app.extensions["offgrid.redis"] = Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-    )
-    app.extensions["offgrid.tokens"] = TokenVerifier(settings)
-    app.extensions["offgrid.collections"] = load_collections(settings.collections_module)
-    # One commit subscription per process (gunicorn forks before create_app), for live pulls.
-    app.extensions["offgrid.live"] = CommitHub(
-        lambda: Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_keepalive=True)
+    install(
+        app,
+        Resources(
+            settings=settings,
+            mongo=MongoHandle(settings.mongodb_url, settings.mongodb_database),
+            celery=create_celery(settings, results=False),
+            redis=Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
+            tokens=TokenVerifier(settings),
+            collections=load_collections(settings.collections_module),
+            # One commit subscription per process (gunicorn forks before create_app).
+            live=CommitHub(
+                lambda: Redis.from_url(
+                    settings.redis_url, socket_connect_timeout=2, socket_keepalive=True
+                )
+            ),
+        ),
     )
     app.extensions["offgrid.api"] = OffgridApi(
         app, spec_kwargs={"extra_plugins": [AuthErrorsLimitsPlugin(settings)]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
@@ -13,6 +12,7 @@ from werkzeug.routing import BaseConverter
 from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
+from api.resources import db
 from sync import membership
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
@@ -50,10 +50,6 @@ class MembersSchema(Schema):
     members = fields.List(fields.Nested(MemberSchema), required=True)
 
 
-def _db() -> Any:
-    return current_app.extensions["offgrid.mongo"].db
-
-
 @blp.route("/scopes/<scope:scope>/members/<string:user>", methods=["PUT", "DELETE"])
 class Member(MethodView):
     @require_api_key("admin")
@@ -65,7 +61,7 @@ class Member(MethodView):
         scope = _shared_scope(scope)
         if not _USER.match(user):
             raise APIError(400, "invalid_user", "a user id is 1-200 printable characters, no |")
-        created = membership.set_member(_db(), scope, user, body["role"])
+        created = membership.set_member(db(), scope, user, body["role"])
         return {"user": user, "role": body["role"]}, 201 if created else 200
 
     @require_api_key("admin")
@@ -73,7 +69,7 @@ class Member(MethodView):
     def delete(self, scope: str, user: str) -> Any:
         """Remove a member; their next pull and push lose the scope at once."""
         scope = _shared_scope(scope)
-        if not membership.remove_member(_db(), scope, user):
+        if not membership.remove_member(db(), scope, user):
             raise APIError(404, "not_found", f"{user!r} is not a member of {scope!r}")
         return None
 
@@ -85,4 +81,4 @@ class Members(MethodView):
     def get(self, scope: str) -> Any:
         """The members of a shared scope and their roles."""
         scope = _shared_scope(scope)
-        return {"scope": scope, "members": membership.list_members(_db(), scope)}
+        return {"scope": scope, "members": membership.list_members(db(), scope)}

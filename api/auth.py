@@ -11,9 +11,10 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import jwt
-from flask import current_app, g, request
+from flask import g, request
 
 from api.errors import APIError
+from api.resources import resources
 from config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,7 +114,7 @@ def require_user(view: F) -> F:
         token = bearer_token()
         # The rate limiter may have verified this token already for this request.
         verified = g.get("verified_user")
-        g.user = verified or current_app.extensions["offgrid.tokens"].user(token)
+        g.user = verified or resources().tokens.user(token)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

@@ -22,12 +22,13 @@ import json
 import zlib
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.core import missing
 from webargs.flaskparser import FlaskParser
 
 from api.errors import APIError
+from api.resources import resources
 
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _CHUNK = 64 * 1024
@@ -74,7 +75,7 @@ def _check_body() -> None:
             415, "unsupported_media_type", f"Content-Encoding {encoding!r} is not supported"
         )
     if encoding == "gzip":
-        limit = current_app.extensions["offgrid.settings"].max_body_bytes
+        limit = resources().settings.max_body_bytes
         # get_data honours MAX_CONTENT_LENGTH for the compressed bytes; the cache then holds
         # the decompressed body, which is parsed below.
         request._cached_data = _gunzip_bounded(request.get_data(cache=False), limit)

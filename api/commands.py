@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
-from pymongo.database import Database
 
 from api import keys
+from api.resources import db, resources
 from workers import deadletters
 
 keys_cli = AppGroup("keys", help="Manage server API keys (X-API-Key).")
-
-
-def _db() -> Database:
-    return current_app.extensions["offgrid.mongo"].db
 
 
 @keys_cli.command("create")
@@ -24,7 +20,7 @@ def _db() -> Database:
 @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(keys.SCOPES))
 def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; prints it once. Store it now: only its hash is kept."""
-    key, record = keys.create_key(_db(), name, list(scopes))
+    key, record = keys.create_key(db(), name, list(scopes))
     click.echo(key)
     click.echo(f"id={record['id']} scopes={','.join(record['scopes'])}", err=True)
 
@@ -32,7 +28,7 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
 @keys_cli.command("list")
 def list_() -> None:
     """List keys (never their secrets) as JSON lines."""
-    for record in keys.list_keys(_db()):
+    for record in keys.list_keys(db()):
         click.echo(json.dumps(record, default=str))
 
 
@@ -40,7 +36,7 @@ def list_() -> None:
 @click.argument("key_id")
 def revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    if not keys.revoke_key(_db(), key_id):
+    if not keys.revoke_key(db(), key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
 
@@ -52,7 +48,7 @@ dead_letters_cli = AppGroup("dead-letters", help="Inspect and replay dead-letter
 @click.option("--limit", default=100, show_default=True)
 def dead_letters_list(limit: int) -> None:
     """Describe dead letters (task, id, where from, why) as JSON lines; removes nothing."""
-    broker = current_app.extensions["offgrid.settings"].broker_url
+    broker = resources().settings.broker_url
     for entry in deadletters.list_dead_letters(broker, limit):
         click.echo(json.dumps(entry, default=str))
 
@@ -62,7 +58,7 @@ def dead_letters_list(limit: int) -> None:
 @click.option("--limit", default=100, show_default=True)
 def dead_letters_replay(task_id: str | None, limit: int) -> None:
     """Publish dead letters back to the queue they came from."""
-    broker = current_app.extensions["offgrid.settings"].broker_url
+    broker = resources().settings.broker_url
     count = deadletters.replay_dead_letters(broker, task_id, limit)
     click.echo(f"replayed {count}")
 

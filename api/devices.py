@@ -8,13 +8,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from flask import current_app, g
+from flask import g
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.auth import require_user
 from api.bodies import Blueprint
 from api.errors import APIError
+from api.resources import db
 from push import devices
 
 blp = Blueprint("devices", __name__, url_prefix="/v1/devices", description="Device registry")
@@ -42,7 +43,7 @@ def note_seen(user: str, client_id: str) -> None:
         _seen_at.move_to_end(key)
         while len(_seen_at) > _SEEN_REMEMBERED:
             _seen_at.popitem(last=False)
-    devices.seen(current_app.extensions["offgrid.mongo"].db, user, client_id)
+    devices.seen(db(), user, client_id)
 
 
 class DeviceSchema(Schema):
@@ -71,10 +72,6 @@ class TopicsSchema(Schema):
     topics = fields.List(fields.String(), required=True)
 
 
-def _db() -> Any:
-    return current_app.extensions["offgrid.mongo"].db
-
-
 @blp.route("", methods=["POST"])
 class Devices(MethodView):
     @require_user
@@ -83,7 +80,7 @@ class Devices(MethodView):
     @blp.alt_response(201, schema=DeviceIdSchema, description="A new device")
     def post(self, body: dict[str, Any]) -> Any:
         """Register this app install's push token (upsert by token)."""
-        did, created = devices.register(_db(), user=g.user, **body)
+        did, created = devices.register(db(), user=g.user, **body)
         return {"device_id": did}, 201 if created else 200
 
 
@@ -93,7 +90,7 @@ class Device(MethodView):
     @blp.response(204)
     def delete(self, device_id: str) -> Any:
         """Unregister one of your devices."""
-        if not _DEVICE_ID.match(device_id) or not devices.unregister(_db(), device_id, g.user):
+        if not _DEVICE_ID.match(device_id) or not devices.unregister(db(), device_id, g.user):
             raise APIError(404, "not_found", "no such device")
         return None
 
@@ -105,7 +102,7 @@ class DeviceTopic(MethodView):
             raise APIError(400, "invalid_topic", f"a topic is 1-128 of {TOPIC[:-7]}")
         try:
             topics = (
-                devices.set_topic(_db(), device_id, g.user, topic, subscribed)
+                devices.set_topic(db(), device_id, g.user, topic, subscribed)
                 if _DEVICE_ID.match(device_id)
                 else None
             )

@@ -8,6 +8,7 @@ from flask import current_app, jsonify
 from flask.views import MethodView
 
 from api.bodies import Blueprint
+from api.resources import resources
 from api.schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
@@ -36,16 +37,16 @@ class Readyz(MethodView):
     @blp.alt_response(503, schema=HealthSchema, description="A dependency is unreachable")
     def get(self) -> Any:
         """MongoDB, RabbitMQ and Redis are all reachable."""
-        ext = current_app.extensions
+        found = resources()
 
         def broker() -> None:
-            with ext["offgrid.celery"].connection_for_write() as conn:
+            with found.celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
 
         checks = {
-            "mongodb": _check("mongodb", lambda: ext["offgrid.mongo"].client.admin.command("ping")),
+            "mongodb": _check("mongodb", lambda: found.mongo.client.admin.command("ping")),
             "rabbitmq": _check("rabbitmq", broker),
-            "redis": _check("redis", ext["offgrid.redis"].ping),
+            "redis": _check("redis", found.redis.ping),
         }
         ready = all(v == "ok" for v in checks.values())
         response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})

@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import g, request
 from pymongo.database import Database
 
 from api.errors import APIError
+from api.resources import db, resources
 
 API_KEYS = "api_keys"
 SCOPES = ("push:send", "admin")
@@ -104,9 +105,8 @@ def require_api_key(scope: str, *others: str) -> Callable[[F], F]:
             if "verified_key" in g:  # the rate limiter looked it up already
                 found = g.verified_key
             else:
-                settings = current_app.extensions["offgrid.settings"]
-                db = current_app.extensions["offgrid.mongo"].db
-                found = scopes_of(db, presented, settings.admin_api_key)
+                settings = resources().settings
+                found = scopes_of(db(), presented, settings.admin_api_key)
             if found is None:
                 raise APIError(401, "unauthorized", "invalid or revoked API key")
             g.api_key_id, scopes = found

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from api.errors import APIError, error_response
 from api.keys import scopes_of
+from api.resources import db, resources
 from config import Settings
 
 
@@ -37,7 +38,7 @@ def _identify() -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         try:
-            g.verified_user = current_app.extensions["offgrid.tokens"].user(token.strip())
+            g.verified_user = resources().tokens.user(token.strip())
         except APIError:
             pass  # the view answers 401; the attempt counts against the IP
         else:
@@ -45,8 +46,8 @@ def _identify() -> str:
             return f"user:{g.verified_user}"
     key = request.headers.get("X-API-Key")
     if key:
-        settings = current_app.extensions["offgrid.settings"]
-        found = scopes_of(current_app.extensions["offgrid.mongo"].db, key, settings.admin_api_key)
+        settings = resources().settings
+        found = scopes_of(db(), key, settings.admin_api_key)
         g.verified_key = found
         if found is not None:
             g.rate_kind = "key"
@@ -58,7 +59,7 @@ def _identify() -> str:
 
 
 def _limit_for_caller() -> str:
-    settings: Settings = current_app.extensions["offgrid.settings"]
+    settings: Settings = resources().settings
     caller_identity()  # the limit depends on who calls; flask-limiter may ask this first
     return {
         "user": settings.rate_limit_user,

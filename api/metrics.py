@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.resources import resources
 from push import metrics as push_metrics
 from push.base import OUTCOMES
 from push.devices import PLATFORMS
@@ -75,7 +76,7 @@ class BrokerAndSyncCollector(Collector):
         depth = GaugeMetricFamily(
             "offgrid_queue_depth", "Messages ready in each RabbitMQ queue", labels=["queue"]
         )
-        celery = self.app.extensions["offgrid.celery"]
+        celery = resources(self.app).celery
         try:
             with celery.connection_for_write() as conn:
                 for name in (*QUEUE_NAMES, DEAD_LETTER_QUEUE.name):
@@ -97,7 +98,7 @@ class BrokerAndSyncCollector(Collector):
         lag = GaugeMetricFamily(
             "offgrid_sync_lag_seconds", "Age of the oldest batch not yet applied (0 when none)"
         )
-        db = self.app.extensions["offgrid.mongo"].db
+        db = resources(self.app).mongo.db
         # One query per status: a `$in` is a collection scan on SecantusDB (sync.batches).
         found = [
             db[BATCHES].find_one({"status": status}, {"created_at": 1}, sort=[("created_at", 1)])

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
 from kombu.exceptions import KombuError, OperationalError
 
 from api.errors import APIError
+from api.resources import resources
 
 _RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 
@@ -19,7 +19,7 @@ def publish_or_503(publish: Callable[..., None], *args: Any, undo: Callable[[], 
     confirm; if it cannot be had, run `undo` (remove what the request stored) and answer 503
     with Retry-After."""
     try:
-        publish(current_app.extensions["offgrid.celery"], *args, retry=True, retry_policy=_RETRY)
+        publish(resources().celery, *args, retry=True, retry_policy=_RETRY)
     except (OperationalError, KombuError, OSError) as exc:
         undo()
         raise APIError(

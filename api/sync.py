@@ -26,6 +26,7 @@ from api.metrics import (
     MUTATIONS_ACCEPTED,
 )
 from api.queueing import publish_or_503
+from api.resources import db, resources
 from api.schemas import (
     BatchAcceptedSchema,
     BatchStatusSchema,
@@ -51,10 +52,6 @@ PULL_REPLY = PullResponseSchema()  # marshmallow schemas are reusable; one insta
 SUBSCRIBE_SECONDS = 5  # how long a live pull waits for the hub's subscription before its look
 
 
-def _db() -> Any:
-    return current_app.extensions["offgrid.mongo"].db
-
-
 def _prefer_wait(most: int = MAX_WAIT_SECONDS) -> int:
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
     return min(int(match.group(1)), most) if match else 0
@@ -65,14 +62,14 @@ def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | 
     made final; the wait registers for that before its first look, so it answers within
     milliseconds. It also looks now and then (a batch made final elsewhere, by housekeeping,
     is not announced; without a subscription it polls)."""
-    hub = current_app.extensions["offgrid.live"]
+    hub = resources().live
     deadline = time.monotonic() + seconds
     with hub.watch([batch_key(batch_id)]) as waiter:
         subscribed = hub.subscribed(min(seconds, SUBSCRIBE_SECONDS))
         delay = 0.02
         while True:
             waiter.event.clear()  # before the look: an announcement from now on wakes it
-            status = batches.batch_status(_db(), batch_id, user)
+            status = batches.batch_status(db(), batch_id, user)
             if status is not None and status["status"] in batches.FINAL_STATUSES:
                 return status
             remaining = deadline - time.monotonic()
@@ -90,14 +87,14 @@ class Push(MethodView):
     @blp.alt_response(200, schema=BatchStatusSchema, description="Final status (Prefer: wait=N)")
     def post(self, body: dict[str, Any]) -> Any:
         """Queue a batch of mutations; with `Prefer: wait=N` wait up to N s for the result."""
-        settings = current_app.extensions["offgrid.settings"]
+        settings = resources().settings
         try:
             admit_batch(
                 client_id=body["client_id"],
                 mutations=body["mutations"],
-                collections=current_app.extensions["offgrid.collections"],
+                collections=resources().collections,
                 max_mutations=settings.max_mutations_per_batch,
-                can_write=lambda scope: membership.can_write(_db(), g.user, scope),
+                can_write=lambda scope: membership.can_write(db(), g.user, scope),
             )
         except BatchRefused as exc:
             raise APIError(_REFUSAL_STATUS[exc.kind], exc.code, exc.message, exc.details) from None
@@ -105,7 +102,7 @@ class Push(MethodView):
         batch_id = uuid.uuid4().hex
         try:
             batches.submit_batch(
-                _db(),
+                db(),
                 batch_id=batch_id,
                 user=g.user,
                 client_id=body["client_id"],
@@ -114,7 +111,7 @@ class Push(MethodView):
         except batches.ClientOwnedByAnotherUser:
             raise APIError(403, "forbidden", "client_id belongs to another user") from None
         publish_or_503(
-            queues.publish_apply, batch_id, undo=lambda: batches.forget_batch(_db(), batch_id)
+            queues.publish_apply, batch_id, undo=lambda: batches.forget_batch(db(), batch_id)
         )
 
         BATCHES_ACCEPTED.inc()
@@ -134,7 +131,7 @@ class BatchStatus(MethodView):
     @blp.response(200, BatchStatusSchema)
     def get(self, batch_id: str) -> Any:
         """Status of a batch and the result of each of its mutations (submitter only)."""
-        status = batches.batch_status(_db(), batch_id, g.user) if len(batch_id) <= 64 else None
+        status = batches.batch_status(db(), batch_id, g.user) if len(batch_id) <= 64 else None
         if status is None:
             raise APIError(404, "not_found", "no such batch")
         return status
@@ -171,9 +168,9 @@ class Pull(MethodView):
 
 def _authorize_pull(body: dict[str, Any]) -> None:
     for scope in body["scopes"]:
-        if not membership.can_read(_db(), g.user, scope):
+        if not membership.can_read(db(), g.user, scope):
             raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
-    known = current_app.extensions["offgrid.collections"]
+    known = resources().collections
     unknown = [c for c in body.get("collections") or [] if known.get(c) is None]
     if unknown:
         raise APIError(400, "unknown_collection", f"unknown collections: {', '.join(unknown)}")
@@ -182,10 +179,10 @@ def _authorize_pull(body: dict[str, Any]) -> None:
 def _pull(
     body: dict[str, Any], keep_unmoved: bool = False, shared: SharedReads | None = None
 ) -> dict[str, Any]:
-    settings = current_app.extensions["offgrid.settings"]
+    settings = resources().settings
     try:
         return pull(
-            _db(),
+            db(),
             client_id=body["client_id"],
             user=g.user,
             scopes=body["scopes"],
@@ -219,7 +216,7 @@ def _live(body: dict[str, Any], wait: int) -> Response:
     The pull registers with the hub before its first read, so a commit from then on sets its
     event even while it reads (sync.live: no missed wake-up); it looks again only when woken.
     """
-    hub = current_app.extensions["offgrid.live"]
+    hub = resources().live
     deadline = time.monotonic() + wait
     expires = token_expiry(bearer_token())
     waiter = hub.register(body["scopes"])

@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 import api.sync as api_sync
+from api.resources import resources
 from config import Settings
 from tests.sync_client import SyncTestClient
 
@@ -37,7 +38,7 @@ def _held(
 
 def _settle(app: Any, count: int = 1) -> None:
     """Wait until `count` live pulls are held (so the test's commit comes after they wait)."""
-    hub = app.extensions["offgrid.live"]
+    hub = resources(app).live
     deadline = time.monotonic() + 10
     while hub.waiting < count:
         assert time.monotonic() < deadline, f"{hub.waiting} pulls held, want {count}"
@@ -104,7 +105,7 @@ def test_a_commit_right_after_the_first_look_is_not_missed(
     alice, bob = shared_members(2)
     _, checkpoint = bob.pull_all()
     if subscribed:
-        assert app.extensions["offgrid.live"].subscribed(10)
+        assert resources(app).live.subscribed(10)
     looks: list[dict[str, Any]] = []
     real_pull = api_sync._pull
 
@@ -165,7 +166,7 @@ def test_shutdown_answers_held_pulls_at_once(
     _, checkpoint = c.pull_all()
     held = [_held(app, c, {c.scope: checkpoint}, wait=60) for _ in range(3)]
     _settle(app, 3)
-    threading.Timer(0.2, app.extensions["offgrid.live"].close).start()
+    threading.Timer(0.2, resources(app).live.close).start()
     for future in held:
         reply, took = future.result(timeout=30)
         assert reply.status_code == 200 and took < 20
