@@ -83,10 +83,7 @@ def scopes_of(db: Database, presented: str, bootstrap: str) -> tuple[str, list[s
         return None
     now = datetime.now(UTC)
     last = doc.get("last_used")
-    if (
-        last is None
-        or (last if last.tzinfo else last.replace(tzinfo=UTC)) < now - LAST_USED_PRECISION
-    ):
+    if last is None or last < now - LAST_USED_PRECISION:
         db[API_KEYS].update_one({"_id": doc["_id"]}, {"$set": {"last_used": now}})
     return doc["_id"], list(doc["scopes"])
 

@@ -112,9 +112,7 @@ class BrokerAndSyncCollector(Collector):
         if oldest is None:
             lag.add_metric([], 0.0)
         else:
-            created = oldest["created_at"]
-            created = created if created.tzinfo else created.replace(tzinfo=UTC)
-            lag.add_metric([], (datetime.now(UTC) - created).total_seconds())
+            lag.add_metric([], (datetime.now(UTC) - oldest["created_at"]).total_seconds())
         yield lag
 
 

@@ -146,7 +146,6 @@ def _chunk_docs(
 def message_of(push: dict[str, Any]) -> dict[str, Any]:
     options = push.get("options") or {}
     created = push["created_at"]
-    created = created if created.tzinfo else created.replace(tzinfo=UTC)
     return {
         "push_id": push["_id"],
         "notification": push.get("notification"),

@@ -410,9 +410,7 @@ def _apply_held(
                 raise WaitingForPredecessor(
                     f"client {client_id} is at {last}; {last + 1} is stored"
                 )
-            created = batch["created_at"]
-            created = created if created.tzinfo else created.replace(tzinfo=UTC)
-            remaining = config.gap_timeout_seconds - (now - created).total_seconds()
+            remaining = config.gap_timeout_seconds - (now - batch["created_at"]).total_seconds()
             if remaining > 0:
                 raise GapPending(
                     f"client {client_id} is at {last}, batch starts at {fresh[0]}", remaining

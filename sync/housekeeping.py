@@ -29,10 +29,6 @@ from sync.scopelog import RECORDS, committed_seq
 MAX_REQUEUES = 3
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def requeue_stuck_batches(
     db: Database,
     publish: Callable[[str], None],
@@ -62,8 +58,8 @@ def requeue_stuck_batches(
     count = 0
     busy: bool | None = None
     for doc in stuck:
-        seen, requeued = _aware(doc.get("seen_at")), _aware(doc.get("requeued_at"))
-        latest = max(m for m in (seen, requeued, _aware(doc.get("updated_at"))) if m is not None)
+        seen, requeued = doc.get("seen_at"), doc.get("requeued_at")
+        latest = max(m for m in (seen, requeued, doc.get("updated_at")) if m is not None)
         if latest > cutoff:
             continue  # a worker took it, or it was republished, lately: its message is alive
         if doc.get("parked_at") is not None:

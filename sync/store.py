@@ -41,7 +41,7 @@ class MongoHandle:
                         self._url,
                         serverSelectionTimeoutMS=5000,
                         connectTimeoutMS=5000,
-                        tz_aware=True,
+                        tz_aware=True,  # every datetime read is aware (UTC): no naive fallbacks
                         appname=f"offgrid-{pid}",
                     )
                     self._pid = pid
