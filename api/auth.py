@@ -93,17 +93,31 @@ def token_expiry(token: str) -> float:
     return float(claims["exp"]) + LEEWAY_SECONDS
 
 
+def presented_bearer() -> str | None:
+    """The request's bearer token, if it has one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = presented_bearer()
+    if token is None:
         raise APIError(
             401,
             "unauthorized",
             "a bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return token.strip()
+    return token
+
+
+def user_of(token: str) -> str:
+    """The subject of a verified token (APIError 401 otherwise), verified once per request:
+    the rate limiter, which identifies the caller first, and the view share the answer."""
+    if g.get("verified_token") != token:
+        g.verified_user = resources().tokens.user(token)
+        g.verified_token = token
+    return str(g.verified_user)
 
 
 def require_user(view: F) -> F:
@@ -111,10 +125,7 @@ def require_user(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = bearer_token()
-        # The rate limiter may have verified this token already for this request.
-        verified = g.get("verified_user")
-        g.user = verified or resources().tokens.user(token)
+        g.user = user_of(bearer_token())
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

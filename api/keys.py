@@ -88,6 +88,15 @@ def scopes_of(db: Database, presented: str, bootstrap: str) -> tuple[str, list[s
     return doc["_id"], list(doc["scopes"])
 
 
+def key_of(presented: str) -> tuple[str, list[str]] | None:
+    """The id and scopes of a valid, unrevoked key, or None; looked up once per request (the
+    rate limiter, which identifies the caller first, and the view share the answer)."""
+    if g.get("looked_up_key") != presented:
+        g.verified_key = scopes_of(db(), presented, resources().settings.admin_api_key)
+        g.looked_up_key = presented
+    return g.verified_key  # type: ignore[no-any-return]
+
+
 def require_api_key(scope: str, *others: str) -> Callable[[F], F]:
     """Accept an `X-API-Key` that holds `scope` (or one of `others`): 401 without a valid key,
     403 without the scope. The view finds the key's id and scopes in `g`."""
@@ -99,11 +108,7 @@ def require_api_key(scope: str, *others: str) -> Callable[[F], F]:
             presented = request.headers.get("X-API-Key", "")
             if not presented:
                 raise APIError(401, "unauthorized", "an X-API-Key header is required")
-            if "verified_key" in g:  # the rate limiter looked it up already
-                found = g.verified_key
-            else:
-                settings = resources().settings
-                found = scopes_of(db(), presented, settings.admin_api_key)
+            found = key_of(presented)
             if found is None:
                 raise APIError(401, "unauthorized", "invalid or revoked API key")
             g.api_key_id, scopes = found

@@ -20,9 +20,10 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from api.auth import presented_bearer, user_of
 from api.errors import APIError, error_response
-from api.keys import scopes_of
-from api.resources import db, resources
+from api.keys import key_of
+from api.resources import resources
 from config import Settings
 
 
@@ -34,21 +35,18 @@ def caller_identity() -> str:
 
 
 def _identify() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+    token = presented_bearer()
+    if token is not None:
         try:
-            g.verified_user = resources().tokens.user(token.strip())
+            user = user_of(token)
         except APIError:
             pass  # the view answers 401; the attempt counts against the IP
         else:
             g.rate_kind = "user"
-            return f"user:{g.verified_user}"
+            return f"user:{user}"
     key = request.headers.get("X-API-Key")
     if key:
-        settings = resources().settings
-        found = scopes_of(db(), key, settings.admin_api_key)
-        g.verified_key = found
+        found = key_of(key)
         if found is not None:
             g.rate_kind = "key"
             return f"key:{found[0]}"
