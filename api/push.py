@@ -13,7 +13,7 @@ from api.errors import APIError
 from api.keys import require_api_key
 from api.queueing import publish_or_503
 from api.resources import db
-from push import notifications
+from push import pushes
 from sync.limits import LimitExceeded, check_value
 from workers import queues
 
@@ -106,12 +106,12 @@ class Pushes(MethodView):
     @blp.response(202, PushAcceptedSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Queue a push; the same idempotency key returns the same push."""
-        push_id, created, state = notifications.create_push(db(), g.api_key_id, body)
-        if created and state == notifications.QUEUED:  # scheduled ones are released by beat
+        push_id, created, state = pushes.create_push(db(), g.api_key_id, body)
+        if created and state == pushes.QUEUED:  # scheduled ones are released by beat
             publish_or_503(
                 queues.publish_fan_out,
                 push_id,
-                undo=lambda: notifications.forget_push(db(), push_id),
+                undo=lambda: pushes.forget_push(db(), push_id),
             )
         return {"push_id": push_id}
 
@@ -128,7 +128,7 @@ class PushStatus(MethodView):
     def get(self, push_id: str) -> Any:
         """Status and counts: targeted, sent, failed, invalid, pending (of a push this key sent;
         an `admin` key sees every push)."""
-        found = notifications.status(db(), push_id, _sender()) if len(push_id) <= 64 else None
+        found = pushes.status(db(), push_id, _sender()) if len(push_id) <= 64 else None
         if found is None:
             raise APIError(404, "not_found", "no such push")
         return found
@@ -138,10 +138,10 @@ class PushStatus(MethodView):
     def delete(self, push_id: str) -> Any:
         """Cancel a push not done yet (one this key sent; an `admin` key may cancel any);
         devices not yet sent to get nothing."""
-        outcome = notifications.cancel(db(), push_id, _sender()) if len(push_id) <= 64 else None
+        outcome = pushes.cancel(db(), push_id, _sender()) if len(push_id) <= 64 else None
         if outcome is None:
             raise APIError(404, "not_found", "no such push")
         state, cancelled = outcome
         if not cancelled:
             raise APIError(409, "conflict", f"the push is already {state}")
-        return notifications.status(db(), push_id)
+        return pushes.status(db(), push_id)

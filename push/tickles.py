@@ -17,7 +17,7 @@ from typing import Any
 from pymongo.database import Database
 from redis import Redis
 
-from push import notifications
+from push import pushes
 from push.devices import DEVICES
 from sync import membership
 
@@ -63,7 +63,7 @@ def tickle_scopes(
         devices = _devices(db, redis, others, ios_window_seconds) if others else []
         if not devices:
             continue
-        push_id, _, _ = notifications.create_push(
+        push_id, _, _ = pushes.create_push(
             db,
             TICKLE_SENDER,
             {

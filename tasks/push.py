@@ -11,7 +11,7 @@ from typing import Any
 
 from pymongo.errors import ConnectionFailure
 
-from push import devices, notifications
+from push import delivery, devices, fanout, pushes
 from push.base import Outcome, Provider
 from push.metrics import PUSH_OUTCOMES, PUSH_THROTTLED
 from push.providers import providers_from_settings
@@ -76,7 +76,7 @@ def _observe(platform: str, outcome: Outcome) -> None:
 )
 def fan_out(push_id: str) -> dict[str, Any]:
     """Resolve the audience into chunks and queue one task per chunk not done yet."""
-    chunks = notifications.plan_fan_out(mongo().db, push_id)
+    chunks = fanout.plan_fan_out(mongo().db, push_id)
     for number in chunks:
         publish_chunk(push_id, number)
     return {"push_id": push_id, "chunks": len(chunks)}
@@ -92,7 +92,7 @@ def fan_out(push_id: str) -> dict[str, Any]:
     max_retries=10,
 )
 def send_chunk(push_id: str, number: int) -> dict[str, Any]:
-    result = notifications.send_chunk(
+    result = delivery.send_chunk(
         mongo().db,
         push_id,
         number,
@@ -113,7 +113,7 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
 @celery_app.task(name=queues.SEND_DUE_PUSHES.name, soft_time_limit=60, time_limit=90)
 def send_due_pushes() -> dict[str, Any]:
     """Release scheduled pushes that are due (beat, every few seconds): no long ETA messages."""
-    count = notifications.due_pushes(mongo().db, datetime.now(UTC), publish_fan_out)
+    count = pushes.due_pushes(mongo().db, datetime.now(UTC), publish_fan_out)
     return {"job": "send_due_pushes", "count": count}
 
 
@@ -129,4 +129,4 @@ def prune_unseen_devices() -> dict[str, Any]:
 def expire_pushes() -> dict[str, Any]:
     """Delete finished pushes older than PUSH_RETENTION with their chunks and receipts."""
     cutoff = datetime.now(UTC) - timedelta(seconds=settings().push_retention_seconds)
-    return exclusive("expire_pushes", 300, lambda: notifications.expire_pushes(mongo().db, cutoff))
+    return exclusive("expire_pushes", 300, lambda: pushes.expire_pushes(mongo().db, cutoff))

@@ -23,7 +23,7 @@ from redis import Redis
 
 from config import Settings
 from config.logs import configure_logging, request_id
-from push.notifications import ensure_push_indexes
+from push.pushes import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, CollectionsUnavailable, load_collections
 from sync.store import MongoHandle, ensure_indexes

@@ -28,7 +28,7 @@ def test_broker_down_answers_503_with_retry_after_and_keeps_nothing(
 def test_push_with_broker_down_is_503_and_keeps_nothing(
     settings: Settings, admin: dict[str, str], db: Database
 ) -> None:
-    from push.notifications import PUSHES, push_id_for
+    from push.pushes import PUSHES, push_id_for
 
     down = dataclasses.replace(settings, broker_url="amqp://guest:guest@127.0.0.1:1//")
     key = "outage-" + "x" * 20

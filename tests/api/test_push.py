@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from push.notifications import DELIVERIES
+from push.pushes import DELIVERIES
 from tests.push_client import wait_done
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -12,7 +12,7 @@ import pytest
 from pymongo.database import Database
 
 from config import Settings
-from push import notifications
+from push import delivery, fanout, pushes
 from push.devices import DEVICES
 from push.providers import providers_from_settings
 from push.ratelimit import ProviderRateLimit
@@ -51,16 +51,16 @@ def test_finished_pushes_expire_with_their_receipts_and_recent_ones_stay(
     body = {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
     ids = [send_and_wait(client, admin, body)["push_id"] for _ in range(2)]
     old, recent = ids
-    db[notifications.PUSHES].update_one(
+    db[pushes.PUSHES].update_one(
         {"_id": old}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}
     )
     assert run_maintenance("maintenance.expire_pushes")["count"] >= 1
     assert client.get(f"/v1/push/{old}", headers=admin).status_code == 404
-    assert db[notifications.DELIVERIES].count_documents({"push_id": old}) == 0
-    assert db[notifications.CHUNKS].count_documents({"push_id": old}) == 0
-    assert db[notifications.CHUNK_DEVICES].count_documents({"push_id": old}) == 0
+    assert db[pushes.DELIVERIES].count_documents({"push_id": old}) == 0
+    assert db[pushes.CHUNKS].count_documents({"push_id": old}) == 0
+    assert db[pushes.CHUNK_DEVICES].count_documents({"push_id": old}) == 0
     assert client.get(f"/v1/push/{recent}", headers=admin).get_json()["counts"]["sent"] == 1
-    assert db[notifications.DELIVERIES].count_documents({"push_id": recent}) == 1
+    assert db[pushes.DELIVERIES].count_documents({"push_id": recent}) == 1
 
 
 def test_the_send_rate_is_shared_between_limiters_and_says_how_long_to_wait(
@@ -86,17 +86,17 @@ def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
     user = f"h-{uuid.uuid4().hex[:8]}"
     devices = [_register(client, make_token, user) for _ in range(5)]
     tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
-    push_id, _, _ = notifications.create_push(
+    push_id, _, _ = pushes.create_push(
         db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
     )
-    notifications.plan_fan_out(db, push_id)
+    fanout.plan_fan_out(db, push_id)
     providers = providers_from_settings(settings)
     budget = iter([None, 0.4])  # a group of 2, then the window is full for 0.4 s
-    paused = notifications.send_chunk(
+    paused = delivery.send_chunk(
         db, push_id, 0, providers, rate_limit=lambda _p, _n: next(budget, None), group=2
     )
     assert paused.retry_in == 1.0  # at least the 1 s a delayed redelivery can express
     assert sorted(len(apns_fake.received.get(token, [])) for token in tokens) == [0, 0, 0, 1, 1]
-    resumed = notifications.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p, _n: None)
+    resumed = delivery.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p, _n: None)
     assert resumed.counts == {"sent": 5, "failed": 0, "invalid": 0, "cancelled": 0}
     assert [len(apns_fake.received[token]) for token in tokens] == [1] * 5

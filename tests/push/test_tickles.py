@@ -74,7 +74,7 @@ def test_ios_devices_get_at_most_one_tickle_per_window_whatever_the_scopes(
 ) -> None:
     """Apple throttles background pushes: an iOS device is tickled once per window (15 min by
     default) even when its scopes commit more often; other platforms follow the scope window."""
-    from push import devices, notifications, tickles
+    from push import devices, pushes, tickles
     from sync import membership
 
     writer, reader = f"w-{uuid.uuid4().hex[:8]}", f"r-{uuid.uuid4().hex[:8]}"
@@ -89,7 +89,7 @@ def test_ios_devices_get_at_most_one_tickle_per_window_whatever_the_scopes(
                  "mutations": [{"id": 1, "scope": scope}],
                  "results": [{"id": 1, "status": "applied"}]}  # fmt: skip
         for push_id in tickles.tickle_scopes(db, redis_client, batch, 1, ios_window_seconds=60):
-            audiences.append(db[notifications.PUSHES].find_one({"_id": push_id})["audience"])
+            audiences.append(db[pushes.PUSHES].find_one({"_id": push_id})["audience"])
     assert audiences == [
         {"devices": sorted([phone, tablet])},
         {"devices": [tablet]},

@@ -25,7 +25,7 @@ from pymongo.database import Database
 from api.keys import create_key
 from config import Settings
 from push.devices import DEVICES
-from push.notifications import PUSHES
+from push.pushes import PUSHES
 from sync import membership
 from sync.batches import BATCHES
 from tests.security.matrix import CALLERS, MATRIX, Row, render
