@@ -1,6 +1,8 @@
 """The Celery app the worker, beat and flower processes load (`-A workers.celery_app`).
 
-Settings are read once when this module is imported; a bad setting stops the process.
+Importing it needs no environment (task modules, tests and tools can import it): the app reads
+its settings when it is first configured, that is when a process first uses it (Celery's
+`on_configure`); a bad setting then stops the process.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import multiprocessing
 from typing import Any
 
+from celery import Celery
 from celery.signals import (
     beat_init,
     setup_logging,
@@ -21,16 +24,26 @@ from celery.signals import (
 )
 from redis import Redis
 
-from config import Settings
+from config import Settings, load_settings
 from config.logs import configure_logging, request_id
 from push.pushes import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, CollectionsUnavailable, load_collections
 from sync.store import MongoHandle, ensure_indexes
 from workers import metrics as _task_metrics  # noqa: F401 - connects the task metric signals
-from workers.factory import DEAD_LETTER_QUEUE, create_celery
+from workers.factory import DEAD_LETTER_QUEUE, TASK_MODULES, configure
 
-celery_app = create_celery()
+
+class _ConfiguredOnUse(Celery):
+    def on_configure(self) -> None:
+        """Celery calls this when the app is first configured. (A handler of the
+        `on_configure` signal would not do: Celery logs and swallows a handler's error, and the
+        app would go on with its defaults.)"""
+        configure(self, settings())
+
+
+celery_app = _ConfiguredOnUse("offgrid", include=TASK_MODULES)
+
 
 # Set in the main process when a warm shutdown begins; shared with the forked pool processes,
 # so a task running a chain of batches stops taking new ones (sync.chain).
@@ -53,8 +66,10 @@ def collections() -> CollectionRegistry:
     return load_collections(settings().collections_module)
 
 
+@functools.cache
 def settings() -> Settings:
-    return celery_app.offgrid_settings  # type: ignore[attr-defined]
+    """The settings of this process, read from the environment once."""
+    return load_settings()
 
 
 @functools.cache
@@ -74,8 +89,10 @@ def redis_client() -> Redis:
     return Redis.from_url(settings().redis_url, socket_timeout=10, socket_connect_timeout=5)
 
 
+@functools.cache
 def mongo() -> MongoHandle:
-    return celery_app.offgrid_mongo  # type: ignore[attr-defined]
+    """This process's database handle (it reconnects in a forked child)."""
+    return MongoHandle(settings().mongodb_url, settings().mongodb_database)
 
 
 @setup_logging.connect

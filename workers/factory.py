@@ -16,7 +16,6 @@ from kombu import Exchange, Queue
 
 from config import Settings, load_settings
 from config.logs import request_id
-from sync.store import MongoHandle
 from workers import queues
 from workers.schedule import beat_schedule
 
@@ -101,16 +100,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_celery(settings: Settings | None = None, *, results: bool = True) -> Celery:
-    """The Celery app. `results=False` for a publisher that never reads task results (the
-    API): Celery's Redis result backend subscribes to every published task's result, which
-    would make publishing depend on Redis."""
-    settings = settings or load_settings()
-    app = Celery("offgrid", include=["tasks.sync", "tasks.maintenance", "tasks.push"])
+TASK_MODULES = ["tasks.sync", "tasks.maintenance", "tasks.push"]
+
+
+def configure(app: Celery, settings: Settings, *, results: bool = True) -> None:
+    """Give `app` Offgrid's configuration. `results=False` for a publisher that never reads
+    task results (the API): Celery's Redis result backend subscribes to every published task's
+    result, which would make publishing depend on Redis."""
     config = celery_config(settings)
     if not results:
         config["result_backend"] = None
     app.config_from_object(config)
-    app.offgrid_settings = settings  # type: ignore[attr-defined]
-    app.offgrid_mongo = MongoHandle(settings.mongodb_url, settings.mongodb_database)  # type: ignore[attr-defined]
+
+
+def create_celery(settings: Settings | None = None, *, results: bool = True) -> Celery:
+    """A configured Celery app (the API's publisher, tests); the worker's is
+    `workers.celery_app.celery_app`, configured when first used."""
+    app = Celery("offgrid", include=TASK_MODULES)
+    configure(app, settings or load_settings(), results=results)
     return app
