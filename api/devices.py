@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -17,11 +16,9 @@ from api.bodies import Blueprint
 from api.errors import APIError
 from api.resources import db
 from push import devices
+from sync.hlc import CLIENT_ID_PATTERN
 
 blp = Blueprint("devices", __name__, url_prefix="/v1/devices", description="Device registry")
-TOPIC = r"[A-Za-z0-9_.~%-]{1,128}"
-_TOPIC = re.compile(f"^{TOPIC}$")
-_DEVICE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 SEEN_EVERY_SECONDS = 3600
@@ -54,11 +51,11 @@ class DeviceSchema(Schema):
         required=True,
         validate=[validate.Length(min=1, max=4096), validate.Regexp(r"^[^\x00-\x1f]+$")],
     )
-    client_id = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{8,128}$"))
+    client_id = fields.String(validate=validate.Regexp(CLIENT_ID_PATTERN))
     locale = fields.String(validate=validate.Regexp(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))
     timezone = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_+\-/]{1,64}$"))
     topics = fields.List(
-        fields.String(validate=validate.Regexp(f"^{TOPIC}$")),
+        fields.String(validate=validate.Regexp(devices.TOPIC_PATTERN)),
         validate=validate.Length(max=devices.MAX_TOPICS),
     )
 
@@ -90,7 +87,8 @@ class Device(MethodView):
     @blp.response(204)
     def delete(self, device_id: str) -> Any:
         """Unregister one of your devices."""
-        if not _DEVICE_ID.match(device_id) or not devices.unregister(db(), device_id, g.user):
+        known = devices.DEVICE_ID_PATTERN.match(device_id)
+        if not known or not devices.unregister(db(), device_id, g.user):
             raise APIError(404, "not_found", "no such device")
         return None
 
@@ -98,12 +96,12 @@ class Device(MethodView):
 @blp.route("/<string:device_id>/topics/<string:topic>", methods=["PUT", "DELETE"])
 class DeviceTopic(MethodView):
     def _set(self, device_id: str, topic: str, subscribed: bool) -> dict[str, Any]:
-        if not _TOPIC.match(topic):
-            raise APIError(400, "invalid_topic", f"a topic is 1-128 of {TOPIC[:-7]}")
+        if not devices.TOPIC_PATTERN.match(topic):
+            raise APIError(400, "invalid_topic", f"a topic is 1-128 of {devices.TOPIC_CHARS}")
         try:
             topics = (
                 devices.set_topic(db(), device_id, g.user, topic, subscribed)
-                if _DEVICE_ID.match(device_id)
+                if devices.DEVICE_ID_PATTERN.match(device_id)
                 else None
             )
         except devices.TooManyTopics as exc:

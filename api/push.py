@@ -13,13 +13,13 @@ from api.errors import APIError
 from api.keys import require_api_key
 from api.queueing import publish_or_503
 from api.resources import db
-from push import pushes
+from push import devices, pushes
 from sync.limits import LimitExceeded, check_value
 from workers import queues
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
 MAX_DATA_BYTES = 4096
-TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,128}$")
+TOPIC = validate.Regexp(devices.TOPIC_PATTERN)
 ID = validate.Regexp(r"^[^\s\x00-\x1f$]{1,200}$")  # user ids are JWT subs: `auth0|…` too
 
 
@@ -27,7 +27,7 @@ class AudienceSchema(Schema):
     users = fields.List(fields.String(validate=ID), validate=validate.Length(1, 1000))
     topic = fields.String(validate=TOPIC)
     devices = fields.List(
-        fields.String(validate=validate.Regexp(r"^[0-9a-f]{32}$")),
+        fields.String(validate=validate.Regexp(devices.DEVICE_ID_PATTERN)),
         validate=validate.Length(1, 1000),
     )
     scope = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,31}:[^\s|]{1,200}$"))

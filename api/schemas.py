@@ -6,11 +6,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from sync.collections import NAME_PATTERN
+from sync.hlc import CLIENT_ID_PATTERN
 from sync.membership import SCOPE_PATTERN
 
-CLIENT_ID = validate.Regexp(r"^[A-Za-z0-9_-]{8,128}$", error="must be 8-128 of [A-Za-z0-9_-]")
+CLIENT_ID = validate.Regexp(CLIENT_ID_PATTERN, error="must be 8-128 of [A-Za-z0-9_-]")
 RECORD_KEY = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,128}$", error="must be 1-128 of [A-Za-z0-9_.:-]")
-COLLECTION = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_]{0,63}$", error="is not a collection name")
+COLLECTION = validate.Regexp(NAME_PATTERN, error="is not a collection name")
 SCOPE = validate.Regexp(SCOPE_PATTERN, error="must look like <kind>:<id>, e.g. user:alice")
 HLC = validate.Regexp(
     r"^[0-9]{13}-[0-9a-f]{4}-[A-Za-z0-9_-]{8,128}$",

@@ -49,7 +49,6 @@ _REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "too_large": 413}
 MAX_WAIT_SECONDS = 30  # a push waiting for its batch
 MAX_LIVE_WAIT_SECONDS = 60  # a live pull waiting for a commit
 PULL_REPLY = PullResponseSchema()  # marshmallow schemas are reusable; one instance
-SUBSCRIBE_SECONDS = 5  # how long a live pull waits for the hub's subscription before its look
 
 
 def _prefer_wait(most: int = MAX_WAIT_SECONDS) -> int:
@@ -65,7 +64,6 @@ def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | 
     hub = resources().live
     deadline = time.monotonic() + seconds
     with hub.watch([batch_key(batch_id)]) as waiter:
-        subscribed = hub.subscribed(min(seconds, SUBSCRIBE_SECONDS))
         delay = 0.02
         while True:
             waiter.event.clear()  # before the look: an announcement from now on wakes it
@@ -75,7 +73,7 @@ def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | 
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            waiter.event.wait(min(remaining, 1.0 if subscribed else delay))
+            waiter.event.wait(min(remaining, 1.0 if hub.subscribed(0) else delay))
             delay = min(delay * 2, 0.25)
 
 
@@ -221,8 +219,10 @@ def _live(body: dict[str, Any], wait: int) -> Response:
     expires = token_expiry(bearer_token())
     waiter = hub.register(body["scopes"])
     try:
-        # A look is trusted to have missed nothing only if the subscription was in place first.
-        trusted = hub.subscribed(max(0.0, min(wait, SUBSCRIBE_SECONDS)))
+        # A look is trusted to have missed nothing only if the subscription was in place first;
+        # if it was not (a fresh process, Redis away), the pull answers news at once all the
+        # same, and otherwise looks again once subscribed.
+        trusted = hub.subscribed(0)
         reply = _pull(body, keep_unmoved=True)
     except BaseException:
         hub.unregister(waiter)

@@ -11,6 +11,7 @@ atomic read-modify-write for it).
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,11 @@ from pymongo.database import Database
 DEVICES = "push_devices"
 PLATFORMS = ("ios", "android", "web")
 MAX_TOPICS = 64
+
+
+TOPIC_CHARS = "[A-Za-z0-9_.~%-]"
+TOPIC_PATTERN = re.compile(f"^{TOPIC_CHARS}{{1,128}}$")
+DEVICE_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")  # what device_id() makes
 
 
 def device_id(platform: str, token: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from marshmallow import Schema
 
 STRATEGIES = ("lww", "server_wins", "custom")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class CollectionSpec:
     resolver: str | None = None  # dotted path of the `custom` strategy callable
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ValueError(f"collection name {self.name!r} must match {_NAME.pattern}")
+        if not NAME_PATTERN.match(self.name):
+            raise ValueError(f"collection name {self.name!r} must match {NAME_PATTERN.pattern}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"collection {self.name!r}: unknown strategy {self.strategy!r}")
         if (self.strategy == "custom") != (self.resolver is not None):

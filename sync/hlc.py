@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")  # an app install's id
 HLC_PATTERN = re.compile(
-    r"^(?P<ms>[0-9]{13})-(?P<counter>[0-9a-f]{4})-(?P<client>[A-Za-z0-9_-]{8,128})$"
+    r"^(?P<ms>[0-9]{13})-(?P<counter>[0-9a-f]{4})-(?P<client>"
+    + CLIENT_ID_PATTERN.pattern[1:-1]
+    + r")$"
 )
 
 
