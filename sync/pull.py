@@ -92,9 +92,9 @@ def pull(
     shared: SharedReads | None = None,
 ) -> dict[str, Any]:
     """One page of each scope. A `None` checkpoint is an initial sync: live records only.
-    `keep_unmoved` hands back a scope's own checkpoint when nothing moved (a live pull that
-    timed out answers "the same checkpoints"); `shared` lets pulls woken by the same commit
-    share their page reads."""
+    `keep_unmoved` hands back a scope's own checkpoint when nothing moved (a live pull answers
+    "the same checkpoints" for scopes with nothing new); `shared` lets pulls woken by the same
+    commit share their page reads."""
     # Read the ledger first: the effects it acknowledges were committed before it moved.
     ledger = last_mutation_id(db, client_id, user)
     starts = {scope: _start(cp, now_ms, horizon_seconds, scope) for scope, cp in scopes.items()}
@@ -116,8 +116,12 @@ def pull(
     def checkpoint(scope: str, page: Page) -> str:
         given, start = scopes[scope], starts[scope]
         unmoved = (page.position, acknowledged) == (start.seq, start.acknowledged)
-        if keep_unmoved and given is not None and unmoved:
-            return given  # a live pull that timed out: the same checkpoint
+        # A live pull hands an unmoved scope its own checkpoint back, unless that was issued
+        # over half the tombstone horizon ago: a quiet scope pulled live for weeks must not
+        # end in 410 for a checkpoint that only aged.
+        fresh = now_ms - start.issued_ms < horizon_seconds * 500
+        if keep_unmoved and given is not None and unmoved and fresh:
+            return given
         return Checkpoint(page.position, now_ms, acknowledged).encode()
 
     return {

@@ -14,6 +14,7 @@ import pytest
 import api.sync as api_sync
 from api.resources import resources
 from config import Settings
+from sync.checkpoint import Checkpoint
 from tests.sync_client import SyncTestClient
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -70,6 +71,26 @@ def test_a_held_pull_with_nothing_to_see_times_out_with_the_same_checkpoint(
     assert reply.headers["Preference-Applied"] == "wait=2"
     page = reply.get_json()["scopes"][c.scope]
     assert page == {"changes": [], "checkpoint": checkpoint, "has_more": False}
+
+
+def test_a_quiet_scope_pulled_live_for_weeks_gets_a_renewed_checkpoint_not_a_410(
+    app: Any, sync_client: SyncTestClient, settings: Settings
+) -> None:
+    """A checkpoint handed back unchanged at every timeout would age past the tombstone horizon
+    (410 resync) though nothing ever changed. Past half the horizon the live pull renews it:
+    same position, issued now."""
+    c = sync_client
+    assert c.push([c.put("k", {"v": 1})], wait=20).status_code == 200
+    _, checkpoint = c.pull_all()
+    current = Checkpoint.decode(checkpoint)
+    aged_ms = current.issued_ms - (settings.tombstone_horizon_seconds * 1000 * 2) // 3
+    aged = Checkpoint(current.seq, aged_ms, current.acknowledged).encode()
+    reply, _ = _held(app, c, {c.scope: aged}, wait=1).result(timeout=30)
+    page = reply.get_json()["scopes"][c.scope]
+    assert page["changes"] == [] and page["checkpoint"] != aged
+    renewed = Checkpoint.decode(page["checkpoint"])
+    assert (renewed.seq, renewed.acknowledged) == (current.seq, current.acknowledged)
+    assert renewed.issued_ms >= current.issued_ms
 
 
 def test_a_pull_with_changes_is_answered_at_once(app: Any, sync_client: SyncTestClient) -> None:
