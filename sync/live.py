@@ -9,7 +9,9 @@ No wake-up is missed: a live pull registers (`CommitHub.watch`) and makes sure t
 subscribed *before* it reads anything, so a commit is either seen by that read or announced
 after it, to a subscription that already exists, and sets the pull's event even while the pull
 is still reading. A lost connection wakes every waiting pull to look again, and the hub
-subscribes anew. The pulls one commit wakes in a scope share their page reads (`pages`).
+subscribes anew. The pulls one commit wakes in a scope share their page reads (`pages`). A
+push waiting for its batch (`Prefer: wait`) waits on the same hub: the worker announces each
+batch it made final (`announce_final`, under `batch_key`).
 """
 
 from __future__ import annotations

@@ -323,10 +323,6 @@ class SharedReads:
                     self._reads.pop(key, None)
             shared.done.set()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._reads)
-
 
 @dataclass(eq=False)
 class _SharedRead:
