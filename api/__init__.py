@@ -14,6 +14,7 @@ from api.bodies import register_body_checks
 from api.commands import register_commands
 from api.cors import register_cors
 from api.errors import register_errorhandlers
+from api.greenlets import shallow
 from api.limits import register_limits
 from api.metrics import register_metrics
 from api.openapi import AuthErrorsLimitsPlugin
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_commands(app)
     register_metrics(app)
     register_request_ids(app)
+    app.wsgi_app = shallow(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -18,6 +18,7 @@ from api.auth import bearer_token, require_user, token_expiry
 from api.bodies import Blueprint
 from api.devices import note_seen
 from api.errors import APIError
+from api.greenlets import apart
 from api.metrics import (
     BATCHES_ACCEPTED,
     LIVE_HELD,
@@ -268,11 +269,14 @@ def _held_reply(app: Any, environ: Any, start_response: Any, held: HeldPull) -> 
         reply, error = None, exc
     finally:
         held._release()
-    with app.request_context(environ):
-        if error is None:
-            final = jsonify(PULL_REPLY.dump(reply))
-        else:
-            final = app.make_response(app.handle_user_exception(error))
+
+    def respond() -> Response:
+        with app.request_context(environ):
+            if error is None:
+                return jsonify(PULL_REPLY.dump(reply))
+            return app.make_response(app.handle_user_exception(error))
+
+    final = apart(respond)
     for name, value in final.headers.items():
         held.headers[name] = value
     start_response(final.status, list(held.headers.items()))
@@ -325,9 +329,7 @@ def _hold(
                 break
             waiter.event.clear()  # before the look: a commit from now on wakes it again
             trusted = hub.subscribed(0)
-            with context():
-                _authorize_pull(body)  # membership may have been lost meanwhile
-                looked = _pull(body, keep_unmoved=True, shared=hub.pages)
+            looked = apart(functools.partial(_look, body, context, hub.pages))
             if _has_news(looked):
                 if waiter.committed_at is not None:
                     LIVE_LATENCY.observe(max(0.0, time.time() - waiter.committed_at))
@@ -340,6 +342,23 @@ def _hold(
     if reason != "shutdown" and time.time() >= expires:
         raise APIError(401, "unauthorized", "the token expired while the pull waited")
     LIVE_WAKEUPS.labels(reason).inc()
-    with context():
-        _authorize_pull(body)  # a membership lost while it waited ends it, commit or not
+    apart(functools.partial(_recheck, body, context))  # a lost membership ends it (403)
     return looked
+
+
+def _look(
+    body: dict[str, Any],
+    context: Callable[[], contextlib.AbstractContextManager[None]],
+    shared: SharedReads,
+) -> dict[str, Any]:
+    """A held pull's look after a wake (run `apart`, so the waiting greenlet stays shallow)."""
+    with context():
+        _authorize_pull(body)  # membership may have been lost meanwhile
+        return _pull(body, keep_unmoved=True, shared=shared)
+
+
+def _recheck(
+    body: dict[str, Any], context: Callable[[], contextlib.AbstractContextManager[None]]
+) -> None:
+    with context():
+        _authorize_pull(body)
