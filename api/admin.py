@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask.views import MethodView
-from marshmallow import Schema, fields, validate
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, ValidationError
 
 from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
 from api.resources import db
+from api.schemas import USER_ID_RULE, MemberSchema, MembersSchema, RoleSchema
 from sync import membership
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
-_USER = re.compile(r"^[^\s\x00-\x1f]{1,200}$")  # a JWT sub: may hold `|` (auth0|…)
 
 
 class ScopeConverter(BaseConverter):
-    """A scope in a URL path: `<kind>:<id>`; anything else is not a route (404)."""
+    """A scope in a URL path (`sync.membership.is_scope`); anything else is not a route (404)."""
 
-    regex = r"[a-z][a-z0-9_-]{0,31}:[^/\s|]{1,200}"
+    regex = r"[^/]{1,300}"
+
+    def to_python(self, value: str) -> str:
+        if not membership.is_scope(value):
+            raise ValidationError()
+        return value
 
 
-SCOPE_PATH_SCHEMA = {"type": "string", "pattern": f"^{ScopeConverter.regex}$"}
+SCOPE_PATH_SCHEMA = {"type": "string", "description": "`<kind>:<id>`", "example": "team:42"}
 
 
 def _shared_scope(scope: str) -> str:
@@ -34,20 +37,6 @@ def _shared_scope(scope: str) -> str:
             400, "invalid_scope", "personal scopes (user:<sub>) have no members to manage"
         )
     return scope
-
-
-class RoleSchema(Schema):
-    role = fields.String(required=True, validate=validate.OneOf(membership.ROLES))
-
-
-class MemberSchema(Schema):
-    user = fields.String(required=True)
-    role = fields.String(required=True)
-
-
-class MembersSchema(Schema):
-    scope = fields.String(required=True)
-    members = fields.List(fields.Nested(MemberSchema), required=True)
 
 
 @blp.route("/scopes/<scope:scope>/members/<string:user>", methods=["PUT", "DELETE"])
@@ -59,8 +48,8 @@ class Member(MethodView):
     def put(self, body: dict[str, Any], scope: str, user: str) -> Any:
         """Add a member to a shared scope, or change their role."""
         scope = _shared_scope(scope)
-        if not _USER.match(user):
-            raise APIError(400, "invalid_user", "a user id is 1-200 printable characters, no |")
+        if not membership.is_user_id(user):
+            raise APIError(400, "invalid_user", f"a user id {USER_ID_RULE}")
         created = membership.set_member(db(), scope, user, body["role"])
         return {"user": user, "role": body["role"]}, 201 if created else 200
 

@@ -16,6 +16,7 @@ from flask import g, request
 from api.errors import APIError
 from api.resources import resources
 from config import Settings
+from sync import membership
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEEWAY_SECONDS = 30
@@ -74,13 +75,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise APIError(401, "unauthorized", f"invalid token: {exc}") from None
         sub = claims.get("sub")
-        if (
-            not isinstance(sub, str)
-            or not sub
-            or len(sub) > 200
-            or not sub.isprintable()
-            or any(c.isspace() for c in sub)
-        ):
+        if not isinstance(sub, str) or not membership.is_user_id(sub):
             raise APIError(
                 401, "unauthorized", "invalid token: `sub` must be 1-200 printable characters"
             )

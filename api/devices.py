@@ -9,14 +9,13 @@ from typing import Any
 
 from flask import g
 from flask.views import MethodView
-from marshmallow import Schema, fields, validate
 
 from api.auth import require_user
 from api.bodies import Blueprint
 from api.errors import APIError
 from api.resources import db
+from api.schemas import DeviceIdSchema, DeviceSchema, TopicsSchema
 from push import devices
-from sync.hlc import CLIENT_ID_PATTERN
 
 blp = Blueprint("devices", __name__, url_prefix="/v1/devices", description="Device registry")
 
@@ -41,32 +40,6 @@ def note_seen(user: str, client_id: str) -> None:
         while len(_seen_at) > _SEEN_REMEMBERED:
             _seen_at.popitem(last=False)
     devices.seen(db(), user, client_id)
-
-
-class DeviceSchema(Schema):
-    platform = fields.String(required=True, validate=validate.OneOf(devices.PLATFORMS))
-    # Any printable token is accepted: providers judge their own tokens, and one they call
-    # invalid is pruned at its first send. A Web Push token is the PushSubscription as JSON.
-    token = fields.String(
-        required=True,
-        validate=[validate.Length(min=1, max=4096), validate.Regexp(r"^[^\x00-\x1f]+$")],
-    )
-    client_id = fields.String(validate=validate.Regexp(CLIENT_ID_PATTERN))
-    locale = fields.String(validate=validate.Regexp(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))
-    timezone = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_+\-/]{1,64}$"))
-    topics = fields.List(
-        fields.String(validate=validate.Regexp(devices.TOPIC_PATTERN)),
-        validate=validate.Length(max=devices.MAX_TOPICS),
-    )
-
-
-class DeviceIdSchema(Schema):
-    device_id = fields.String(required=True)
-
-
-class TopicsSchema(Schema):
-    device_id = fields.String(required=True)
-    topics = fields.List(fields.String(), required=True)
 
 
 @blp.route("", methods=["POST"])

@@ -6,97 +6,17 @@ from typing import Any
 
 from flask import g
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
 from api.queueing import publish_or_503
 from api.resources import db
-from push import devices, pushes
-from sync.limits import LimitExceeded, check_value
+from api.schemas import PushAcceptedSchema, PushNotificationRequestSchema, PushStatusSchema
+from push import pushes
 from workers import queues
 
 blp = Blueprint("push", __name__, url_prefix="/v1/push", description="Push notifications")
-MAX_DATA_BYTES = 4096
-TOPIC = validate.Regexp(devices.TOPIC_PATTERN)
-ID = validate.Regexp(r"^[^\s\x00-\x1f$]{1,200}$")  # user ids are JWT subs: `auth0|…` too
-
-
-class AudienceSchema(Schema):
-    users = fields.List(fields.String(validate=ID), validate=validate.Length(1, 1000))
-    topic = fields.String(validate=TOPIC)
-    devices = fields.List(
-        fields.String(validate=validate.Regexp(devices.DEVICE_ID_PATTERN)),
-        validate=validate.Length(1, 1000),
-    )
-    scope = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,31}:[^\s|]{1,200}$"))
-
-    @validates_schema
-    def _exactly_one(self, data: dict[str, Any], **_: Any) -> None:
-        if len(data) != 1:
-            raise ValidationError("name exactly one of users, topic, devices, scope")
-
-
-class NotificationSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(1, 256))
-    body = fields.String(required=True, validate=validate.Length(0, 4096))
-    sound = fields.String(validate=validate.Length(1, 128))
-    badge = fields.Integer(strict=True, validate=validate.Range(0, 1_000_000))
-    image = fields.Url(schemes={"https"})
-    category = fields.String(validate=validate.Length(1, 128))
-
-
-class OptionsSchema(Schema):
-    priority = fields.String(validate=validate.OneOf(["high", "normal"]), load_default="high")
-    ttl = fields.Integer(strict=True, validate=validate.Range(0, 28 * 86400), load_default=86400)
-    collapse_key = fields.String(validate=validate.Length(1, 64))
-    silent = fields.Boolean(load_default=False)
-    send_at = fields.AwareDateTime(default_timezone=None)
-
-
-class PushNotificationRequestSchema(Schema):
-    audience = fields.Nested(AudienceSchema, required=True)
-    notification = fields.Nested(NotificationSchema)
-    data = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$")),
-        # Any JSON value: APNs and Web Push carry it as is, FCM gets it as a JSON string.
-        values=fields.Raw(required=True),
-        validate=validate.Length(max=64),
-    )
-    options = fields.Nested(OptionsSchema)
-    idempotency_key = fields.String(validate=validate.Length(1, 128))
-
-    @validates_schema
-    def _something_to_send(self, data: dict[str, Any], **_: Any) -> None:
-        if not data.get("notification") and not data.get("data"):
-            raise ValidationError("send a notification, data, or both", "notification")
-        if data.get("data"):
-            # APNs and FCM take at most 4 KB a message: refuse now, not per device later.
-            try:
-                check_value(data["data"], max_bytes=MAX_DATA_BYTES)
-            except LimitExceeded as exc:
-                raise ValidationError(str(exc), "data") from None
-
-
-class PushAcceptedSchema(Schema):
-    push_id = fields.String(required=True)
-
-
-class CountsSchema(Schema):
-    targeted = fields.Integer(required=True)
-    sent = fields.Integer(required=True)
-    failed = fields.Integer(required=True)
-    invalid = fields.Integer(required=True)
-    pending = fields.Integer(required=True)
-
-
-class PushStatusSchema(Schema):
-    push_id = fields.String(required=True)
-    status = fields.String(required=True)
-    counts = fields.Nested(CountsSchema, required=True)
-    created_at = fields.DateTime(required=True)
-    send_at = fields.DateTime(allow_none=True)
 
 
 @blp.route("", methods=["POST"])

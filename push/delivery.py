@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pymongo.database import Database
@@ -105,30 +107,48 @@ class _Receipts:
         self._pending, self._forget = [], []
 
 
-def send_chunk(
-    db: Database,
-    push_id: str,
-    number: int,
-    providers: dict[str, Provider] | Callable[[], dict[str, Provider]],
-    crash_point: Callable[[str], None] | None = None,
-    now: datetime | None = None,
-    rate_limit: Callable[[str, int], float | None] | None = None,
-    observe: Callable[[str, Outcome], None] | None = None,
-    pool: Executor | None = None,
-    group: int = GROUP,
-) -> ChunkResult:
-    """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
-    5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends.
+def _no_crash(_step: str) -> None:
+    pass
 
-    Devices go in groups (of GROUP): the cancel check, the shared rate (`rate_limit(platform,
-    count)` answers seconds to wait when a group would exceed it: the chunk then pauses and
-    is redelivered, the devices not yet sent to keeping their place) and the receipts are per
-    group; within a group the sends run on `pool`'s threads, each claimed before it is sent.
-    `providers` may be a callable giving the calling thread its own provider clients: an
-    HTTP/2 connection must not be shared between threads (one TLS socket read and written
-    from two threads at once breaks the connection)."""
-    hook = crash_point or (lambda _step: None)
-    now = now or datetime.now(UTC)
+
+@dataclass(frozen=True)
+class Sender:
+    """What sending a chunk takes from the worker that runs it.
+
+    `providers` gives the calling thread its own provider clients: an HTTP/2 connection must
+    not be shared between threads (one TLS socket read and written from two threads at once
+    breaks it). `rate_limit(platform, count)` answers the seconds to wait when a group would
+    exceed the shared rate, or None. `observe` sees every provider outcome (metrics);
+    `crash_point` is the fault-injection hook (sync.faults)."""
+
+    providers: Callable[[], Mapping[str, Provider]]
+    pool: Executor | None = None  # the sends of a group run on its threads; None: in the caller
+    rate_limit: Callable[[str, int], float | None] | None = None
+    observe: Callable[[str, Outcome], None] | None = None
+    crash_point: Callable[[str], None] = _no_crash
+    group: int = GROUP  # devices per cancel check, rate-limit take and receipt write
+
+
+class Skipped(Enum):
+    """A device of the chunk not sent to by this run."""
+
+    CLAIMED_BEFORE = "an earlier run claimed it: it is never sent twice"
+    UNREGISTERED = "no longer registered"
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    id: str
+    push_id: str
+    device_ids: list[str]
+    targets: dict[str, dict[str, Any]]  # device id -> device, as of fan-out (first run) or now
+    message: dict[str, Any]
+    expires: datetime
+    attempt: int  # 0 on the first run; retries of throttled devices count up
+
+
+def _open_chunk(db: Database, push_id: str, number: int) -> _Chunk | ChunkResult:
+    """The chunk to send, or its result when there is nothing left to do."""
     chunk = db[CHUNKS].find_one({"_id": f"{push_id}|{number}"})
     push = db[PUSHES].find_one({"_id": push_id})
     if chunk is None or push is None:
@@ -137,65 +157,95 @@ def send_chunk(
         return ChunkResult(chunk["counts"])
     listed = db[CHUNK_DEVICES].find_one({"_id": chunk["_id"]}) or {"devices": [], "targets": []}
     device_ids: list[str] = listed["devices"]
-    message = message_of(push)
-    expires = datetime.fromtimestamp(message["expires_at"], UTC)
     attempt = int(chunk.get("attempt", 0))
     if attempt == 0:
         targets = {d["_id"]: d for d in listed["targets"]}
     else:  # a retry, later: the registry may have changed since fan-out
         targets = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": device_ids}})}
+    message = message_of(push)
+    return _Chunk(
+        id=chunk["_id"],
+        push_id=push_id,
+        device_ids=device_ids,
+        targets=targets,
+        message=message,
+        expires=datetime.fromtimestamp(message["expires_at"], UTC),
+        attempt=attempt,
+    )
 
-    def deliver(did: str) -> tuple[str, Outcome | str]:
-        """Claim, then send; runs in the pool. A claim that exists means an earlier run
-        attempted this device: it is never sent twice."""
-        try:
-            db[CLAIMS].insert_one({"_id": f"{push_id}|{did}", "push_id": push_id})
-        except DuplicateKeyError:
-            return did, "claimed before"
-        device = targets.get(did)
-        if device is None:
-            return did, "unregistered"
-        clients = providers() if callable(providers) else providers
-        outcome = clients[device["platform"]].send(device, message)
-        hook("push_after_send")  # the harshest moment to die: sent, not yet recorded
-        if observe is not None:
-            observe(device["platform"], outcome)
-        return did, outcome
 
+def _deliver(db: Database, chunk: _Chunk, sender: Sender, did: str) -> Outcome | Skipped:
+    """Claim, then send (on the pool's threads). A claim that exists means an earlier run
+    attempted this device: it is never sent twice."""
+    try:
+        db[CLAIMS].insert_one({"_id": f"{chunk.push_id}|{did}", "push_id": chunk.push_id})
+    except DuplicateKeyError:
+        return Skipped.CLAIMED_BEFORE
+    device = chunk.targets.get(did)
+    if device is None:
+        return Skipped.UNREGISTERED
+    outcome = sender.providers()[device["platform"]].send(device, chunk.message)
+    sender.crash_point("push_after_send")  # the harshest moment to die: sent, not recorded
+    if sender.observe is not None:
+        sender.observe(device["platform"], outcome)
+    return outcome
+
+
+def send_chunk(
+    db: Database, push_id: str, number: int, sender: Sender, now: datetime | None = None
+) -> ChunkResult:
+    """Send one chunk; each device at most once. Devices whose provider said "not now" (429,
+    5xx: nothing was delivered) are tried again after a delay, until the push's TTL ends.
+
+    Devices go in groups (`sender.group`): the cancel check, the shared rate (when a group
+    would exceed it the chunk pauses and is redelivered, the devices not yet sent to keeping
+    their place) and the receipts are per group; within a group the sends run on the
+    sender's pool, each device claimed before its request leaves."""
+    now = now or datetime.now(UTC)
+    chunk = _open_chunk(db, push_id, number)
+    if isinstance(chunk, ChunkResult):
+        return chunk
     retry_after: list[float] = []
     paused: float | None = None
     complete = True  # every device's outcome is known to this run (no earlier run's claims)
     receipts = _Receipts(db, push_id)
-    for start in range(0, len(device_ids), group):
-        members = device_ids[start : start + group]
+    for start in range(0, len(chunk.device_ids), sender.group):
+        members = chunk.device_ids[start : start + sender.group]
         if _cancelled(db, push_id):
             complete = False
             break
-        if rate_limit is not None:
-            platforms = Counter(targets[d]["platform"] for d in members if d in targets)
-            waits = [rate_limit(p, n) for p, n in sorted(platforms.items())]
-            paused = max((w for w in waits if w is not None), default=None)
-            if paused is not None:
-                break
-        results = pool.map(deliver, members) if pool else map(deliver, members)
-        for did, outcome in results:
-            if outcome == "claimed before":
+        paused = _rate_wait(sender, chunk, members)
+        if paused is not None:
+            break
+        send = functools.partial(_deliver, db, chunk, sender)
+        outcomes = sender.pool.map(send, members) if sender.pool else map(send, members)
+        for did, outcome in zip(members, outcomes, strict=True):
+            if outcome is Skipped.CLAIMED_BEFORE:
                 complete = False
-            elif outcome == "unregistered":
+            elif outcome is Skipped.UNREGISTERED:
                 receipts.add(did, "invalid", "device unregistered")
-            elif isinstance(outcome, Outcome):
-                _settle(db, receipts, did, outcome, attempt, now, expires, retry_after)
+            else:
+                _settle(db, receipts, did, outcome, chunk, now, retry_after)
         receipts.flush()
     if (paused is not None or retry_after) and not _cancelled(db, push_id):
         if retry_after:
-            db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"attempt": attempt + 1}})
+            db[CHUNKS].update_one({"_id": chunk.id}, {"$set": {"attempt": chunk.attempt + 1}})
         return ChunkResult({}, retry_in=max([*retry_after, paused or 0.0, 1.0]))
     # Devices left for a later run (throttled, paused) then cancelled are counted from storage.
     complete = complete and not retry_after and paused is None
-    counts = receipts.counts if complete else _chunk_counts(db, push_id, device_ids)
-    db[CHUNKS].update_one({"_id": chunk["_id"]}, {"$set": {"done": True, "counts": counts}})
+    counts = receipts.counts if complete else _chunk_counts(db, push_id, chunk.device_ids)
+    db[CHUNKS].update_one({"_id": chunk.id}, {"$set": {"done": True, "counts": counts}})
     _finish_if_done(db, push_id)
     return ChunkResult(counts)
+
+
+def _rate_wait(sender: Sender, chunk: _Chunk, members: list[str]) -> float | None:
+    """Seconds to pause before this group (the shared rate is used up), or None."""
+    if sender.rate_limit is None:
+        return None
+    platforms = Counter(chunk.targets[d]["platform"] for d in members if d in chunk.targets)
+    waits = [sender.rate_limit(p, n) for p, n in sorted(platforms.items())]
+    return max((w for w in waits if w is not None), default=None)
 
 
 def _settle(
@@ -203,9 +253,8 @@ def _settle(
     receipts: _Receipts,
     did: str,
     outcome: Outcome,
-    attempt: int,
+    chunk: _Chunk,
     now: datetime,
-    expires: datetime,
     retry_after: list[float],
 ) -> None:
     """Record one provider outcome: a receipt, a pruned device, or a later retry."""
@@ -215,8 +264,8 @@ def _settle(
         receipts.add(did, "invalid", _describe(outcome))
         _prune(db, did, outcome.dead_since)
     elif outcome.kind == "retry":
-        delay = _retry_delay(attempt, outcome.retry_after)
-        if now + timedelta(seconds=delay) < expires:
+        delay = _retry_delay(chunk.attempt, outcome.retry_after)
+        if now + timedelta(seconds=delay) < chunk.expires:
             receipts.forget(f"{receipts.push_id}|{did}")
             retry_after.append(delay)
         else:

@@ -81,8 +81,7 @@ def resolve_audience(db: Database, audience: dict[str, Any]) -> list[dict[str, A
     elif "topic" in audience:
         query = {"topics": audience["topic"]}
     else:
-        users = [m["user"] for m in membership.list_members(db, audience["scope"])]
-        query = {"user": {"$in": users}}
+        query = {"user": {"$in": membership.members_of(db, audience["scope"])}}
     found = {d["_id"]: d for d in db[DEVICES].find(query, TARGET)}
     return [found[did] for did in sorted(found)]
 

@@ -16,11 +16,28 @@ from pymongo.database import Database
 
 MEMBERS = "sync_members"
 ROLES = ("reader", "writer")
-# A personal scope's id is the JWT `sub`, which may hold `|` (Auth0's `auth0|…`); shared
-# scope ids may not, so a membership id `<scope>|<user>` splits at its first `|`.
-SCOPE_PATTERN = re.compile(
-    r"^(?:user:[^\s\x00-\x1f]{1,200}|[a-z][a-z0-9_-]{0,31}:[^\s\x00-\x1f|]{1,200})$"
-)
+MAX_ID_CHARS = 200
+# A shared scope is `<kind>:<id>`. Its id may not hold `|`, so a membership id
+# `<scope>|<user>` splits at its first `|`; a personal scope's id is a user id, which may.
+SCOPE_KIND = r"[a-z][a-z0-9_-]{0,31}"
+SHARED_SCOPE_PATTERN = re.compile(rf"^{SCOPE_KIND}:[^\s\x00-\x1f|]{{1,{MAX_ID_CHARS}}}$")
+
+
+def is_user_id(value: str) -> bool:
+    """A user id is a JWT `sub`: 1-200 printable characters without whitespace; `|` is
+    allowed (Auth0's `auth0|…`)."""
+    return (
+        0 < len(value) <= MAX_ID_CHARS
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
+
+
+def is_scope(value: str) -> bool:
+    """`user:<user id>` (personal) or `<kind>:<id>` (shared)."""
+    if is_personal(value):
+        return is_user_id(value[len("user:") :])
+    return SHARED_SCOPE_PATTERN.match(value) is not None
 
 
 def personal_scope(user: str) -> str:
@@ -29,6 +46,13 @@ def personal_scope(user: str) -> str:
 
 def is_personal(scope: str) -> bool:
     return scope.startswith("user:")
+
+
+def members_of(db: Database, scope: str) -> list[str]:
+    """The users of a scope: its owner for a personal scope, else its members."""
+    if is_personal(scope):
+        return [scope[len("user:") :]]
+    return [member["user"] for member in list_members(db, scope)]
 
 
 def member_id(scope: str, user: str) -> str:

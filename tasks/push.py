@@ -92,16 +92,14 @@ def fan_out(push_id: str) -> dict[str, Any]:
     max_retries=10,
 )
 def send_chunk(push_id: str, number: int) -> dict[str, Any]:
-    result = delivery.send_chunk(
-        mongo().db,
-        push_id,
-        number,
-        providers,
-        crash_point(redis_client()),
+    sender = delivery.Sender(
+        providers=providers,
+        pool=send_pool(),
         rate_limit=_throttle,
         observe=_observe,
-        pool=send_pool(),
+        crash_point=crash_point(redis_client()),
     )
+    result = delivery.send_chunk(mongo().db, push_id, number, sender)
     if result.retry_in is not None:
         # A delayed redelivery of this chunk (RabbitMQ holds it), never a sleep in the worker;
         # native delayed delivery counts whole seconds.

@@ -82,6 +82,20 @@ def test_topic_and_scope_audiences(client: Any, admin: dict[str, str], make_toke
     assert wait_done(client, admin, by_scope)["counts"]["targeted"] == 1
 
 
+def test_a_personal_scope_audience_reaches_its_user_even_an_auth0_one(
+    client: Any, admin: dict[str, str], make_token: Any
+) -> None:
+    """`user:<sub>` is a scope like any other (SPEC §1): its one member is its user, whose
+    `sub` may hold `|` (Auth0's `auth0|…`)."""
+    user = f"auth0|{uuid.uuid4().hex[:12]}"
+    _device(client, make_token, user)
+    _device(client, make_token, user)
+    _device(client, make_token, f"p-{uuid.uuid4().hex[:8]}")
+    reply = _push(client, admin, audience={"scope": f"user:{user}"})
+    assert reply.status_code == 202, reply.get_json()
+    assert wait_done(client, admin, reply.get_json()["push_id"])["counts"]["targeted"] == 2
+
+
 def test_a_scheduled_push_can_be_cancelled_and_sends_nothing(
     client: Any, admin: dict[str, str], make_token: Any, db: Database
 ) -> None:

@@ -93,10 +93,15 @@ def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
     providers = providers_from_settings(settings)
     budget = iter([None, 0.4])  # a group of 2, then the window is full for 0.4 s
     paused = delivery.send_chunk(
-        db, push_id, 0, providers, rate_limit=lambda _p, _n: next(budget, None), group=2
+        db,
+        push_id,
+        0,
+        delivery.Sender(lambda: providers, rate_limit=lambda _p, _n: next(budget, None), group=2),
     )
     assert paused.retry_in == 1.0  # at least the 1 s a delayed redelivery can express
     assert sorted(len(apns_fake.received.get(token, [])) for token in tokens) == [0, 0, 0, 1, 1]
-    resumed = delivery.send_chunk(db, push_id, 0, providers, rate_limit=lambda _p, _n: None)
+    resumed = delivery.send_chunk(
+        db, push_id, 0, delivery.Sender(lambda: providers, rate_limit=lambda _p, _n: None)
+    )
     assert resumed.counts == {"sent": 5, "failed": 0, "invalid": 0, "cancelled": 0}
     assert [len(apns_fake.received[token]) for token in tokens] == [1] * 5
