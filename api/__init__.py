@@ -48,8 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
-    register_extensions(app, settings)
-    register_blueprints(app)
+    api = register_extensions(app, settings)
+    register_blueprints(app, api)
     register_errorhandlers(app)
     register_body_checks(app)
     register_security_headers(app)
@@ -92,7 +92,7 @@ def register_security_headers(app: Flask) -> None:
         return response
 
 
-def register_extensions(app: Flask, settings: Settings) -> None:
+def register_extensions(app: Flask, settings: Settings) -> Api:
     install(
         app,
         Resources(
@@ -110,16 +110,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             ),
         ),
     )
-    app.extensions["offgrid.api"] = OffgridApi(
-        app, spec_kwargs={"extra_plugins": [AuthErrorsLimitsPlugin(settings)]}
-    )
+    api = OffgridApi(app, spec_kwargs={"extra_plugins": [AuthErrorsLimitsPlugin(settings)]})
     register_limits(app, settings)
+    return api
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app: Flask, api: Api) -> None:
     from api import admin, devices, health, push, sync
 
-    api: Api = app.extensions["offgrid.api"]
     app.url_map.converters["scope"] = admin.ScopeConverter
     api.register_converter(admin.ScopeConverter, lambda _converter: admin.SCOPE_PATH_SCHEMA)
     api.register_blueprint(health.blp)

@@ -80,7 +80,6 @@ def register_limits(app: Flask, settings: Settings) -> Limiter:
         key_prefix="offgrid",
         in_memory_fallback_enabled=True,
     )
-    app.extensions["offgrid.limiter"] = limiter
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded) -> Response:

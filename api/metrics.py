@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amqp.exceptions import ChannelError
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from kombu.exceptions import KombuError
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -62,8 +62,6 @@ LIVE_LATENCY = Histogram(
 )
 BATCHES_ACCEPTED = Counter("offgrid_sync_batches_accepted_total", "Sync batches queued (202)")
 MUTATIONS_ACCEPTED = Counter("offgrid_sync_mutations_accepted_total", "Mutations in queued batches")
-
-blp = Blueprint("metrics", __name__)
 
 
 class BrokerAndSyncCollector(Collector):
@@ -116,8 +114,9 @@ class BrokerAndSyncCollector(Collector):
         yield lag
 
 
-@blp.route("/metrics")
-def metrics() -> Response:
+def metrics(scrape: CollectorRegistry) -> Response:
+    """The process's (or every process's, in multiprocess mode) metrics, then what `scrape`
+    collects at scrape time (queue depths, sync backlog)."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
@@ -126,7 +125,7 @@ def metrics() -> Response:
 
         registry = REGISTRY
     output = generate_latest(registry)
-    output += generate_latest(current_app.extensions["offgrid.scrape_registry"])
+    output += generate_latest(scrape)
     return Response(output, mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -150,8 +149,11 @@ def register_metrics(app: Flask) -> None:
     prime_metrics(app)
     scrape = CollectorRegistry(auto_describe=True)
     scrape.register(BrokerAndSyncCollector(app))
-    app.extensions["offgrid.scrape_registry"] = scrape
-    app.register_blueprint(blp)
+
+    def metrics_view() -> Response:
+        return metrics(scrape)
+
+    app.add_url_rule("/metrics", "metrics", metrics_view)
 
     @app.before_request
     def _start_timer() -> None:
