@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
+import io
 import re
 import time
 import uuid
@@ -18,7 +18,7 @@ from api.auth import bearer_token, require_user, token_expiry
 from api.bodies import Blueprint
 from api.devices import note_seen
 from api.errors import APIError
-from api.greenlets import apart
+from api.greenlets import apart, waiting
 from api.metrics import (
     BATCHES_ACCEPTED,
     LIVE_HELD,
@@ -26,6 +26,7 @@ from api.metrics import (
     LIVE_WAKEUPS,
     MUTATIONS_ACCEPTED,
 )
+from api.parking import parking
 from api.queueing import publish_or_503
 from api.resources import db, resources
 from api.schemas import (
@@ -74,7 +75,8 @@ def _wait_for_final(batch_id: str, user: str, seconds: int) -> dict[str, Any] | 
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            waiter.event.wait(min(remaining, 1.0 if hub.subscribed(0) else delay))
+            with waiting():  # no turn held while it waits (api.greenlets)
+                waiter.event.wait(min(remaining, 1.0 if hub.subscribed(0) else delay))
             delay = min(delay * 2, 0.25)
 
 
@@ -232,133 +234,183 @@ def _live(body: dict[str, Any], wait: int) -> Response:
         hub.unregister(waiter)
         return jsonify(PULL_REPLY.dump(reply))
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    context = functools.partial(_request_context, app, request.environ, g.user)
-    hold = functools.partial(_hold, body, reply, context, hub, waiter, trusted, deadline, expires)
-    return HeldPull(hold, release=functools.partial(hub.unregister, waiter))
+    live = LivePull(body, reply, app, request.environ, g.user, hub, waiter, deadline, expires)
+    live.trusted = trusted
+    return HeldPull(live)
+
+
+_PLAIN_INPUT = b""
+# What a look's request context needs of the request (routing, URLs, logs): the rest (the
+# token, the body, the server's socket and reader) is not kept while a pull waits.
+_LOOK_ENVIRON = (
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
+    "SERVER_PROTOCOL", "HTTP_HOST", "REMOTE_ADDR", "HTTP_X_REQUEST_ID", "wsgi.url_scheme",
+)  # fmt: skip
+
+
+class LivePull:
+    """A live pull with nothing new at its first look: what it waits for, its looks, and its
+    answer. It waits in a greenlet (`hold`) or, kept as data, in `api.parking`.
+
+    Every look keeps the checkpoints of scopes that did not move, so the last look (`looked`)
+    is the answer when the time runs out: the same checkpoints, and a `last_mutation_id` that
+    was true when read (the client never holds less than it says). It keeps the request's
+    environ's routing part only (`_LOOK_ENVIRON`): looks run in a fresh request context of it,
+    with the user the request was authenticated as."""
+
+    def __init__(
+        self,
+        body: dict[str, Any],
+        looked: dict[str, Any],
+        app: Any,
+        environ: dict[str, Any],
+        user: str,
+        hub: CommitHub,
+        waiter: Waiter,
+        deadline: float,
+        expires: float,
+    ) -> None:
+        self.body = body
+        self.looked = looked
+        self.app = app
+        self.environ = {k: environ[k] for k in _LOOK_ENVIRON if k in environ}
+        self.user = user
+        self.hub = hub
+        self.waiter = waiter
+        self.deadline = deadline  # monotonic
+        self.expires = expires  # wall clock: the token's expiry
+        self.trusted = False  # the last look was made with the hub subscribed
+        self._held = False
+
+    def remaining(self) -> float:
+        return min(self.deadline - time.monotonic(), self.expires - time.time())
+
+    def due(self) -> str | None:
+        """Why the wait is over without news ("shutdown", "timeout": the deadline or the
+        token's expiry), or None."""
+        if self.hub.closing:
+            return "shutdown"
+        if self.remaining() <= 0:
+            return "timeout"
+        return None
+
+    def held(self) -> None:
+        """It waits from now on (counted in the held-pulls gauge until `release`)."""
+        self._held = True
+        LIVE_HELD.inc()
+
+    def release(self) -> None:
+        self.hub.unregister(self.waiter)
+        if self._held:
+            self._held = False
+            LIVE_HELD.dec()
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """A request context for a look, pushed only while it reads (not while it waits)."""
+        environ = {**self.environ, "wsgi.input": io.BytesIO(_PLAIN_INPUT)}
+        with self.app.request_context(environ):
+            g.user = self.user
+            yield
+
+    def look(self) -> dict[str, Any] | None:
+        """After a wake: the answer when the pull now shows something, else None (it waits for
+        the next commit: the scope moved by nothing it shows, e.g. another collection)."""
+        self.waiter.event.clear()  # before the look: a commit from now on wakes it again
+        self.trusted = self.hub.subscribed(0)
+        looked = apart(self._look)
+        if not _has_news(looked):
+            self.looked = looked
+            return None
+        if self.waiter.committed_at is not None:
+            LIVE_LATENCY.observe(max(0.0, time.time() - self.waiter.committed_at))
+        LIVE_WAKEUPS.labels("commit").inc()
+        return looked
+
+    def _look(self) -> dict[str, Any]:
+        with self.context():
+            _authorize_pull(self.body)  # membership may have been lost meanwhile
+            return _pull(self.body, keep_unmoved=True, shared=self.hub.pages)
+
+    def end(self, reason: str) -> dict[str, Any]:
+        """The answer when the wait is over without news: the last look, unless the token
+        expired (401) or the membership was lost meanwhile (403)."""
+        if reason != "shutdown" and time.time() >= self.expires:
+            raise APIError(401, "unauthorized", "the token expired while the pull waited")
+        LIVE_WAKEUPS.labels(reason).inc()
+        apart(self._recheck)
+        return self.looked
+
+    def _recheck(self) -> None:
+        with self.context():
+            _authorize_pull(self.body)
+
+    def hold(self) -> dict[str, Any]:
+        """Wait in this greenlet (or thread) for news, the deadline, the token's expiry or the
+        process's shutdown; the answer."""
+        self.held()
+        try:
+            while self.due() is None:
+                if self.trusted:
+                    if not self.waiter.event.wait(self.remaining()):
+                        continue  # the deadline or the expiry: `due` says which
+                elif not self.hub.subscribed(self.remaining()):
+                    continue  # still no subscription: nothing to wait on but the deadline
+                if self.due() is not None:
+                    break
+                news = self.look()
+                if news is not None:
+                    return news
+        finally:
+            self.release()
+        return self.end(self.due() or "timeout")
+
+    def respond(self, step: Callable[[], dict[str, Any]]) -> Response:
+        """The final response: `step()`'s reply, or the error it raised through the app's
+        error handlers, in a fresh request context."""
+        try:
+            reply, error = step(), None
+        except Exception as exc:
+            reply, error = None, exc
+
+        def make() -> Response:
+            with self.context():
+                if error is None:
+                    return jsonify(PULL_REPLY.dump(reply))
+                return self.app.make_response(self.app.handle_user_exception(error))
+
+        return apart(make)
 
 
 class HeldPull(Response):
     """The reply of a live pull with nothing new yet: it waits after Flask is done with the
     request.
 
-    Flask hands this response to the WSGI server and pops the request context; the server then
-    iterates it, and only then does it wait, decide the status and body, and call
-    `start_response` (PEP 3333 allows that before the first body chunk). So a held pull keeps
-    no Flask request state and parks a greenlet with a shallow stack: gevent copies a parked
-    greenlet's C stack to the heap, so depth costs memory per held pull. The `after_request`
-    hooks ran on this response (request id, security and CORS headers); its headers are kept.
-    After the wait the answer is computed in a fresh request context of the same environ, and
-    errors go through the app's error handlers as for any view.
+    Flask hands this response to the WSGI server and pops the request context. Then the pull
+    is parked (`api.parking`: the connection is taken over and the pull kept as data, its
+    greenlet ends), or, where it cannot be, it waits when the server iterates the response,
+    and only then decides the status and body and calls `start_response` (PEP 3333 allows
+    that before the first body chunk). The `after_request` hooks ran on this response (request
+    id, security and CORS headers); its headers are kept.
     """
 
-    def __init__(self, answer: Callable[[], dict[str, Any]], release: Callable[[], None]) -> None:
+    def __init__(self, live: LivePull) -> None:
         super().__init__(mimetype="application/json")
-        self._answer = answer
-        self._release = weakref.finalize(self, release)  # even if the server never asks
+        self.live = live
+        self._release = weakref.finalize(self, live.release)  # even if the server never asks
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        # The iterator keeps this response alive, so its release runs after the wait.
-        return _held_reply(app, environ, start_response, self)
+        if parking.park(environ, self.live, list(self.headers.items())):
+            self._release.detach()  # the parked pull releases itself when it answers
+            # gunicorn's way to close a connection without writing to it; the parked pull
+            # answers on its own duplicate of the socket.
+            raise StopIteration
+        return _held_reply(start_response, self)
 
 
-def _held_reply(app: Any, environ: Any, start_response: Any, held: HeldPull) -> Iterator[bytes]:
-    try:
-        reply, error = held._answer(), None
-    except Exception as exc:
-        reply, error = None, exc
-    finally:
-        held._release()
-
-    def respond() -> Response:
-        with app.request_context(environ):
-            if error is None:
-                return jsonify(PULL_REPLY.dump(reply))
-            return app.make_response(app.handle_user_exception(error))
-
-    final = apart(respond)
+def _held_reply(start_response: Any, held: HeldPull) -> Iterator[bytes]:
+    final = held.live.respond(held.live.hold)
     for name, value in final.headers.items():
         held.headers[name] = value
     start_response(final.status, list(held.headers.items()))
     yield final.get_data()
-
-
-@contextlib.contextmanager
-def _request_context(app: Any, environ: Any, user: str) -> Iterator[None]:
-    """A held pull's request context for a look, pushed only while it reads (not while it
-    waits), with the user its request was authenticated as."""
-    with app.request_context(environ):
-        g.user = user
-        yield
-
-
-def _hold(
-    body: dict[str, Any],
-    looked: dict[str, Any],
-    context: Callable[[], contextlib.AbstractContextManager[None]],
-    hub: CommitHub,
-    waiter: Waiter,
-    trusted: bool,
-    deadline: float,
-    expires: float,
-) -> dict[str, Any]:
-    """Wait until a commit in one of the pull's scopes shows it something, the deadline, the
-    token's expiry (then 401) or a lost membership (then 403). It waits outside any Flask
-    context and enters one (`context`) for each look.
-
-    Every look keeps the checkpoints of scopes that did not move, so the last look (`looked`)
-    is the answer when the time runs out: the same checkpoints, and a `last_mutation_id` that
-    was true when read (the client never holds less than it says)."""
-
-    def remaining() -> float:
-        return min(deadline - time.monotonic(), expires - time.time())
-
-    reason = "timeout"
-    LIVE_HELD.inc()
-    try:
-        while remaining() > 0:
-            if trusted:
-                if not waiter.event.wait(remaining()):
-                    continue  # the deadline or the expiry: the loop decides which
-            elif not hub.subscribed(remaining()):
-                continue  # still no subscription: nothing to wait on but the deadline
-            if hub.closing:
-                reason = "shutdown"
-                break
-            if time.time() >= expires:
-                break
-            waiter.event.clear()  # before the look: a commit from now on wakes it again
-            trusted = hub.subscribed(0)
-            looked = apart(functools.partial(_look, body, context, hub.pages))
-            if _has_news(looked):
-                if waiter.committed_at is not None:
-                    LIVE_LATENCY.observe(max(0.0, time.time() - waiter.committed_at))
-                LIVE_WAKEUPS.labels("commit").inc()
-                return looked
-            # The scope moved, but by nothing this pull shows (other collections, a tombstone
-            # an initial sync skips): wait for the next commit.
-    finally:
-        LIVE_HELD.dec()
-    if reason != "shutdown" and time.time() >= expires:
-        raise APIError(401, "unauthorized", "the token expired while the pull waited")
-    LIVE_WAKEUPS.labels(reason).inc()
-    apart(functools.partial(_recheck, body, context))  # a lost membership ends it (403)
-    return looked
-
-
-def _look(
-    body: dict[str, Any],
-    context: Callable[[], contextlib.AbstractContextManager[None]],
-    shared: SharedReads,
-) -> dict[str, Any]:
-    """A held pull's look after a wake (run `apart`, so the waiting greenlet stays shallow)."""
-    with context():
-        _authorize_pull(body)  # membership may have been lost meanwhile
-        return _pull(body, keep_unmoved=True, shared=shared)
-
-
-def _recheck(
-    body: dict[str, Any], context: Callable[[], contextlib.AbstractContextManager[None]]
-) -> None:
-    with context():
-        _authorize_pull(body)

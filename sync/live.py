@@ -65,6 +65,12 @@ class Waiter:
     keys: frozenset[str]  # scopes, or a batch_key
     event: threading.Event = field(default_factory=threading.Event)
     committed_at: float | None = None  # when the commit that woke it was announced
+    on_wake: Callable[[], None] | None = None  # also called when the event is set by the hub
+
+    def wake(self) -> None:
+        self.event.set()
+        if self.on_wake is not None:
+            self.on_wake()
 
 
 class CommitHub:
@@ -141,13 +147,13 @@ class CommitHub:
             waiters = list(self._waiters.get(scope, ()))
         for waiter in waiters:
             waiter.committed_at = committed_at
-            waiter.event.set()
+            waiter.wake()
 
     def _wake_all(self) -> None:
         with self._lock:
             waiters = {w for waiting in self._waiters.values() for w in waiting}
         for waiter in waiters:
-            waiter.event.set()
+            waiter.wake()
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -160,6 +166,10 @@ class CommitHub:
                     if message["type"] == "subscribe":
                         self._subscribed.set()
                         backoff = 0.1
+                        # Commits made while it was not subscribed were not announced to
+                        # it: every waiting pull looks again (a pull kept as data has no
+                        # greenlet waiting for the subscription).
+                        self._wake_all()
                     elif message["type"] == "message":
                         self._dispatch(message["data"])
                     if self._closing:

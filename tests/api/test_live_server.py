@@ -122,3 +122,47 @@ def test_sigterm_answers_held_pulls_before_the_server_exits(
     assert time.monotonic() - started < 20  # answered at once, not after their 60 s
     assert {r.status_code for r in replies} == {200}
     assert all(r.json()["scopes"][scope]["changes"] == [] for r in replies)
+
+
+def test_a_held_pull_ends_on_its_deadline_its_tokens_expiry_and_a_lost_membership(
+    server: subprocess.Popen, test_env: dict[str, str], admin: dict[str, str]
+) -> None:
+    """Through the real server, where held pulls are parked (api/parking.py): each way a held
+    pull ends without news gives the reply a pull would."""
+    stamp = time.time_ns()
+    quiet = _headers(test_env, f"quiet-{stamp}")
+    quiet_scope = f"user:quiet-{stamp}"
+    quiet_cp = _checkpoint(quiet, "quiet-reader", quiet_scope)
+    lapsing_user = f"lapsing-{stamp}"
+    lapsing = {  # expired 25 s ago: accepted within the 30 s leeway, for 5 s more
+        "Authorization": "Bearer "
+        + jwt.encode(
+            {"sub": lapsing_user, "exp": int(time.time()) - 25},
+            test_env["JWT_SECRET"],
+            algorithm="HS256",
+        )
+    }
+    lapsing_cp = _checkpoint(lapsing, "lapsing-reader", f"user:{lapsing_user}")
+    team, member = f"team:live{stamp}", f"member-{stamp}"
+    url = f"{BASE}/v1/admin/scopes/{team}/members/{member}"
+    assert httpx.put(url, json={"role": "reader"}, headers=admin).status_code == 201
+    leaving = _headers(test_env, member)
+    team_cp = _checkpoint(leaving, "member-reader", team)
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        ends_quietly = pool.submit(_hold, quiet, "quiet-reader", quiet_scope, quiet_cp, 3)
+        lapses = pool.submit(
+            _hold, lapsing, "lapsing-reader", f"user:{lapsing_user}", lapsing_cp, 30
+        )
+        loses_scope = pool.submit(_hold, leaving, "member-reader", team, team_cp, 4)
+        time.sleep(1)
+        assert httpx.delete(url, headers=admin).status_code == 204
+        quietly, lapsed, lost = (f.result(timeout=60) for f in (ends_quietly, lapses, loses_scope))
+    assert time.monotonic() - started < 20
+    assert quietly.status_code == 200
+    assert quietly.headers["Preference-Applied"] == "wait=3"
+    assert quietly.headers["X-Request-ID"]
+    assert quietly.json()["scopes"][quiet_scope]["checkpoint"] == quiet_cp
+    assert quietly.json()["scopes"][quiet_scope]["changes"] == []
+    assert (lapsed.status_code, lapsed.json()["error"]["code"]) == (401, "unauthorized")
+    assert (lost.status_code, lost.json()["error"]["code"]) == (403, "forbidden")

@@ -4,6 +4,7 @@ parks afterwards does not keep the deep stack of that work."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,46 @@ def test_apart_runs_work_in_its_own_greenlet_and_a_parked_caller_stays_small() -
     # A parked greenlet keeps the frame stack pages its work touched (~11 KB for these 300
     # frames, measured; a bare parked greenlet costs ~7.5 KB): unless the work ran apart.
     assert deep_kb - apart_kb > 6, (apart_kb, deep_kb)
+
+
+TURNS = """
+from gevent import monkey; monkey.patch_all()
+import gevent, gevent.event
+from api.greenlets import apart, waiting
+
+running, most = 0, 0
+def work():
+    global running, most
+    running += 1
+    most = max(most, running)
+    gevent.sleep(0.05)
+    running -= 1
+
+gevent.joinall([gevent.spawn(apart, work) for _ in range(20)])
+print(most)
+
+# A request waiting inside the app gives its turn back: two waiting, two more still run.
+release = gevent.event.Event()
+def waits():
+    with waiting():
+        release.wait()
+waiters = [gevent.spawn(apart, waits) for _ in range(2)]
+gevent.sleep(0.1)
+ran = gevent.spawn(apart, lambda: apart(lambda: "nested ok"))  # nesting takes no second turn
+print(ran.get(timeout=5))
+release.set()
+gevent.joinall(waiters, timeout=5)
+"""
+
+
+def test_at_most_the_set_number_of_requests_work_at_once_and_a_waiter_gives_its_turn() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TURNS],
+        cwd=ROOT,
+        env={**os.environ, "WEB_ACTIVE_REQUESTS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "nested", "ok"]
