@@ -24,8 +24,8 @@ from pymongo import ASCENDING, MongoClient
 
 from bench.harness import Processes, bench_env, start_api
 from sync.checkpoint import Checkpoint
+from sync.indexes import ensure_indexes
 from sync.scopelog import RECORDS, SCOPES
-from sync.store import ensure_indexes
 
 PAGE = 500
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from redis import Redis
 
 from sync import membership
@@ -449,3 +450,21 @@ def _apply_held(
     status = _finish(db, batch, status=APPLIED, results=results, last_mutation_id=newest)
     hook("after_final")
     return status
+
+
+def ensure_indexes(db: Database) -> None:
+    # Housekeeping finds stuck and expired batches by status and age.
+    db[BATCHES].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_age")
+    # A client's next stored batch (sync.chain) and the gap check look batches up by client,
+    # status and first id (`unapplied_from`).
+    db[BATCHES].create_index(
+        [("client_id", ASCENDING), ("status", ASCENDING), ("first_id", ASCENDING)],
+        name="client_status_first",
+    )
+    with contextlib.suppress(OperationFailure):
+        db[BATCHES].drop_index("client_status")  # replaced by client_status_first
+    # Batches stored before `first_id` existed (an upgrade with a backlog): give them one.
+    for status in (QUEUED, APPLYING):
+        for doc in db[BATCHES].find({"status": status, "first_id": None}, {"mutations.id": 1}):
+            first = min(m["id"] for m in doc["mutations"])
+            db[BATCHES].update_one({"_id": doc["_id"]}, {"$set": {"first_id": first}})

@@ -95,3 +95,7 @@ def remove_member(db: Database, scope: str, user: str) -> bool:
 def list_members(db: Database, scope: str) -> list[dict[str, Any]]:
     docs = db[MEMBERS].find({"scope": scope}, {"user": 1, "role": 1}).sort("user", ASCENDING)
     return [{"user": d["user"], "role": d["role"]} for d in docs]
+
+
+def ensure_indexes(db: Database) -> None:
+    db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")

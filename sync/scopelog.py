@@ -336,3 +336,8 @@ def writers_in_flight(db: Database, scope: str, watermark: int) -> list[str]:
     written above `watermark`: their changes are not visible to a reader of that watermark."""
     docs = db[RECORDS].find({"scope": scope, "seq": {"$gt": watermark}}, {"writers": 1})
     return [ref for doc in docs for ref in doc.get("writers", [])]
+
+
+def ensure_indexes(db: Database) -> None:
+    # Pull and crash recovery walk a scope in server order: (scope, seq) serves filter and sort.
+    db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")

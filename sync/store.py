@@ -1,4 +1,5 @@
-"""MongoDB access for the sync domain: one client per process, collection names, indexes.
+"""MongoDB access: one client per process. Each domain module owns its collections and their
+indexes (`sync.indexes` creates the sync engine's).
 
 pymongo's MongoClient is not fork-safe, so `MongoHandle` creates its client lazily in the
 process that uses it and recreates it after a fork (gunicorn and Celery prefork both fork).
@@ -8,17 +9,11 @@ runs unchanged on MongoDB >= 6 and on the embedded SecantusDB (docs/embedded-sto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
-
-from sync.batches import APPLYING, BATCHES, QUEUED
-from sync.membership import MEMBERS
-from sync.scopelog import RECORDS
 
 
 class MongoHandle:
@@ -56,25 +51,3 @@ class MongoHandle:
             self._client.close()
         self._client = None
         self._pid = None
-
-
-def ensure_indexes(db: Database) -> None:
-    """Create the indexes the sync queries rely on (MongoDB and SecantusDB serve them)."""
-    # Pull and crash recovery walk a scope in server order: (scope, seq) serves filter and sort.
-    db[RECORDS].create_index([("scope", ASCENDING), ("seq", ASCENDING)], name="scope_seq")
-    db[MEMBERS].create_index([("scope", ASCENDING), ("user", ASCENDING)], name="scope_user")
-    # Housekeeping finds stuck and expired batches by status and age.
-    db[BATCHES].create_index([("status", ASCENDING), ("created_at", ASCENDING)], name="status_age")
-    # A client's next stored batch (sync.chain) and the gap check look batches up by client,
-    # status and first id (sync.batches.unapplied_from).
-    db[BATCHES].create_index(
-        [("client_id", ASCENDING), ("status", ASCENDING), ("first_id", ASCENDING)],
-        name="client_status_first",
-    )
-    with contextlib.suppress(OperationFailure):
-        db[BATCHES].drop_index("client_status")  # replaced by client_status_first
-    # Batches stored before `first_id` existed (an upgrade with a backlog): give them one.
-    for status in (QUEUED, APPLYING):
-        for doc in db[BATCHES].find({"status": status, "first_id": None}, {"mutations.id": 1}):
-            first = min(m["id"] for m in doc["mutations"])
-            db[BATCHES].update_one({"_id": doc["_id"]}, {"$set": {"first_id": first}})

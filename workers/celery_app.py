@@ -29,7 +29,8 @@ from config.logs import configure_logging, request_id
 from push.pushes import ensure_push_indexes
 from sync.batches import EngineConfig
 from sync.collections import CollectionRegistry, CollectionsUnavailable, load_collections
-from sync.store import MongoHandle, ensure_indexes
+from sync.indexes import ensure_indexes
+from sync.store import MongoHandle
 from workers import metrics as _task_metrics  # noqa: F401 - connects the task metric signals
 from workers.factory import DEAD_LETTER_QUEUE, TASK_MODULES, configure
 
