@@ -6,6 +6,7 @@ import re
 import uuid
 
 from flask import Flask, Response, g, request
+from flask_compress import Compress
 from flask_smorest import Api
 from redis import Redis
 
@@ -27,6 +28,8 @@ from sync.live import CommitHub
 from sync.store import MongoHandle
 from workers.factory import create_celery
 
+COMPRESS_MIN_BYTES = 1024
+
 
 class OffgridApi(Api):
     """flask-smorest, documenting our one error body for every error response."""
@@ -47,6 +50,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # SPEC §2: bodies above about 1 KiB go gzip-compressed when the request accepts gzip
+        # (br or zstd only for a client that takes those and not gzip).
+        COMPRESS_MIMETYPES=["application/json", "text/plain"],
+        COMPRESS_MIN_SIZE=COMPRESS_MIN_BYTES,
+        COMPRESS_ALGORITHM=["gzip", "br", "zstd"],
+        COMPRESS_STREAMS=False,
     )
     api = register_extensions(app, settings)
     register_blueprints(app, api)
@@ -102,6 +111,9 @@ def register_extensions(app: Flask, settings: Settings) -> Api:
             redis=Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
             tokens=TokenVerifier(settings),
             collections=load_collections(settings.collections_module),
+            # Registered first, so it runs after the other after_request hooks (metrics see the
+            # uncompressed body); a held live pull's answer is compressed by it too (api.sync).
+            compress=Compress(app),
             # One commit subscription per process (gunicorn forks before create_app).
             live=CommitHub(
                 lambda: Redis.from_url(

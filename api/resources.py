@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from celery import Celery
+    from flask_compress import Compress
     from pymongo.database import Database
     from redis import Redis
 
@@ -31,6 +32,7 @@ class Resources:
     tokens: TokenVerifier
     collections: CollectionRegistry
     live: CommitHub  # one commit subscription per process (gunicorn forks before create_app)
+    compress: Compress  # response compression (SPEC §2), also applied to held pulls' answers
 
 
 def install(app: Flask, resources: Resources) -> None:

@@ -245,6 +245,7 @@ _PLAIN_INPUT = b""
 _LOOK_ENVIRON = (
     "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
     "SERVER_PROTOCOL", "HTTP_HOST", "REMOTE_ADDR", "HTTP_X_REQUEST_ID", "wsgi.url_scheme",
+    "HTTP_ACCEPT_ENCODING",
 )  # fmt: skip
 
 
@@ -376,10 +377,15 @@ class LivePull:
         def make() -> Response:
             with self.context():
                 if error is None:
-                    return jsonify(PULL_REPLY.dump(reply))
-                return self.app.make_response(self.app.handle_user_exception(error))
+                    response = jsonify(PULL_REPLY.dump(reply))
+                else:
+                    response = self.app.make_response(self.app.handle_user_exception(error))
+                return resources(self.app).compress.after_request(response)
 
         return apart(make)
+
+
+_BODY_HEADERS = {"content-type", "content-length", "content-encoding"}
 
 
 class HeldPull(Response):
@@ -399,8 +405,13 @@ class HeldPull(Response):
         self.live = live
         self._release = weakref.finalize(self, live.release)  # even if the server never asks
 
+    def kept_headers(self) -> list[tuple[str, str]]:
+        """The headers the hooks gave this response, less those of its (empty) body: the
+        final response's body describes itself (type, length, encoding)."""
+        return [(k, v) for k, v in self.headers.items() if k.lower() not in _BODY_HEADERS]
+
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        if parking.park(environ, self.live, list(self.headers.items())):
+        if parking.park(environ, self.live, self.kept_headers()):
             self._release.detach()  # the parked pull releases itself when it answers
             # gunicorn's way to close a connection without writing to it; the parked pull
             # answers on its own duplicate of the socket.
@@ -410,7 +421,7 @@ class HeldPull(Response):
 
 def _held_reply(start_response: Any, held: HeldPull) -> Iterator[bytes]:
     final = held.live.respond(held.live.hold)
-    for name, value in final.headers.items():
-        held.headers[name] = value
-    start_response(final.status, list(held.headers.items()))
+    headers = dict(held.kept_headers())
+    headers.update(final.headers.items())
+    start_response(final.status, list(headers.items()))
     yield final.get_data()

@@ -166,3 +166,29 @@ def test_a_held_pull_ends_on_its_deadline_its_tokens_expiry_and_a_lost_membershi
     assert quietly.json()["scopes"][quiet_scope]["changes"] == []
     assert (lapsed.status_code, lapsed.json()["error"]["code"]) == (401, "unauthorized")
     assert (lost.status_code, lost.json()["error"]["code"]) == (403, "forbidden")
+
+
+def test_a_held_pulls_answer_is_gzipped_like_any_reply_above_1_kib(
+    server: subprocess.Popen, test_env: dict[str, str]
+) -> None:
+    user = f"zipped-{time.time_ns()}"
+    headers, scope = _headers(test_env, user), f"user:{user}"
+    cp = _checkpoint(headers, "zip-reader", scope)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            _hold, {**headers, "Accept-Encoding": "gzip"}, "zip-reader", scope, cp, 30
+        )
+        time.sleep(1)
+        big = {**_put("big", "zip-writer", scope, 1), "value": {"text": "offgrid " * 400}}
+        httpx.post(
+            f"{BASE}/v1/sync/push",
+            json={"client_id": "zip-writer", "mutations": [big]},
+            headers={**headers, "Prefer": "wait=20"}, timeout=30,
+        ).raise_for_status()  # fmt: skip
+        reply = held.result(timeout=30)
+    assert reply.status_code == 200
+    assert reply.headers["Content-Encoding"] == "gzip"
+    assert int(reply.headers["Content-Length"]) < 1024  # 3.2 KB of text, compressed
+    assert reply.headers["Preference-Applied"] == "wait=30"
+    changes = reply.json()["scopes"][scope]["changes"]  # httpx undoes the gzip
+    assert [(c["key"], c["value"]) for c in changes] == [("big", {"text": "offgrid " * 400})]
