@@ -9,6 +9,7 @@ from flask import Flask, Response, g, request
 from flask_compress import Compress
 from flask_smorest import Api
 from redis import Redis
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.auth import TokenVerifier
 from api.bodies import register_body_checks
@@ -66,6 +67,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_commands(app)
     register_metrics(app)
     register_request_ids(app)
+    if settings.proxy_hops:
+        # The client's address, scheme and host from the last `proxy_hops` X-Forwarded-*
+        # entries (those our own proxies wrote), never from what a client sent itself.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.wsgi_app = shallow(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

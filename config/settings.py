@@ -175,6 +175,7 @@ class Settings:
     log_level: str
     log_format: str
     max_body_bytes: int
+    proxy_hops: int  # proxies in front whose X-Forwarded-* the API trusts (0: none)
     max_mutations_per_batch: int
     max_clock_skew_seconds: int
     batch_result_ttl_seconds: int
@@ -261,6 +262,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         log_format=_choice(env, "LOG_FORMAT", ("json", "console"), "json"),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+        proxy_hops=_int(env, "PROXY_HOPS", 0, minimum=0),
         max_mutations_per_batch=_int(env, "MAX_MUTATIONS_PER_BATCH", 1000, minimum=1),
         max_clock_skew_seconds=_int(env, "MAX_CLOCK_SKEW", 300, minimum=0),
         batch_result_ttl_seconds=_int(env, "BATCH_RESULT_TTL", 86400, minimum=60),

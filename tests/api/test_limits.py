@@ -78,3 +78,32 @@ def test_security_headers(client: FlaskClient, make_token: Any) -> None:
     assert reply.headers["X-Frame-Options"] == "DENY"
     assert reply.headers["Cache-Control"] == "no-store"
     assert "Access-Control-Allow-Origin" not in reply.headers  # CORS is off by default
+
+
+def test_behind_one_proxy_each_client_ip_has_its_own_budget_and_a_forged_hop_is_ignored(
+    settings: Settings,
+) -> None:
+    """PROXY_HOPS=1 (nginx in front): the address is the last X-Forwarded-For entry, the one
+    the proxy wrote; whatever a client put before it is not trusted."""
+    redis_url = settings.redis_url.rsplit("/", 1)[0] + "/13"
+    Redis.from_url(redis_url).flushdb()
+    proxied = dataclasses.replace(
+        settings, redis_url=redis_url, rate_limit_anonymous="2/minute", proxy_hops=1
+    )
+    client = create_app(proxied).test_client()
+
+    def codes(forwarded_for: str) -> list[int]:
+        return [
+            client.post(
+                "/v1/sync/pull", json={}, headers={"X-Forwarded-For": forwarded_for}
+            ).status_code
+            for _ in range(2)
+        ]
+
+    try:
+        assert codes("203.0.113.1") == [401, 401]
+        assert codes("203.0.113.2") == [401, 401]  # another phone: a budget of its own
+        # The first phone again, pretending to be a third behind the proxy: still itself.
+        assert codes("198.51.100.7, 203.0.113.1") == [429, 429]
+    finally:
+        Redis.from_url(redis_url).flushdb()
