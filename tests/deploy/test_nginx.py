@@ -4,8 +4,6 @@ request id and an oversize body go through it over TLS as the API's own clients 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -21,54 +19,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bench.harness import wait_ready
 from tests.conftest import ROOT
+from tests.fakes.tls import server_certificate
 
 pytestmark = pytest.mark.usefixtures("worker")
 WEB_PORT, TLS_PORT, PLAIN_PORT = 18091, 18443, 18480
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-def _trusting(cert: Path) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(cert))
+def _trusting(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
 
 
 def _nginx_conf(directory: Path, cert: Path, key: Path) -> Path:
@@ -100,8 +62,8 @@ def _nginx_conf(directory: Path, cert: Path, key: Path) -> Path:
 
 @pytest.fixture
 def proxied(test_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """gunicorn (PROXY_HOPS=1) behind the shipped nginx config; the HTTPS base URL and the
-    certificate to trust."""
+    """gunicorn (PROXY_HOPS=1) behind the shipped nginx config; the HTTPS base URL and the CA
+    to trust."""
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "1",
          "api:create_app()"],
@@ -111,7 +73,7 @@ def proxied(test_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Pat
     nginx = None
     try:
         wait_ready(f"http://127.0.0.1:{WEB_PORT}", web)
-        cert, key = _certificate(tmp_path)
+        ca, cert, key = server_certificate(tmp_path)
         conf = _nginx_conf(tmp_path, cert, key)
         checked = subprocess.run(
             [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True
@@ -125,13 +87,13 @@ def proxied(test_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Pat
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"{base}/healthz", verify=_trusting(cert), timeout=2).raise_for_status()
+                httpx.get(f"{base}/healthz", verify=_trusting(ca), timeout=2).raise_for_status()
                 break
             except httpx.HTTPError:
                 assert nginx.poll() is None, (tmp_path / "error.log").read_text()
                 assert time.monotonic() < deadline, "nginx did not come up"
                 time.sleep(0.2)
-        yield base, cert
+        yield base, ca
     finally:
         if nginx is not None and nginx.poll() is None:
             nginx.send_signal(signal.SIGQUIT)
@@ -151,11 +113,11 @@ def _batch(scope: str, n: int, key: str) -> dict[str, Any]:
 def test_the_shipped_nginx_config_carries_pushes_pulls_held_pulls_and_limits(
     proxied: tuple[str, Path], test_env: dict[str, str]
 ) -> None:
-    base, cert = proxied
+    base, ca = proxied
     user = f"proxied-{time.time_ns()}"
     token = jwt.encode({"sub": user, "exp": int(time.time()) + 600}, test_env["JWT_SECRET"])
     auth, scope = {"Authorization": f"Bearer {token}"}, f"user:{user}"
-    with httpx.Client(base_url=base, verify=_trusting(cert), timeout=60) as http:
+    with httpx.Client(base_url=base, verify=_trusting(ca), timeout=60) as http:
         pushed = http.post(
             "/v1/sync/push", json=_batch(scope, 1, "a"),
             headers={**auth, "Prefer": "wait=20", "X-Request-ID": "proxied-request-1"},
