@@ -64,10 +64,6 @@ class Parking:
     def __init__(self) -> None:
         self._parked: set[_Parked] = set()
 
-    @property
-    def count(self) -> int:
-        return len(self._parked)
-
     def park(self, environ: dict[str, Any], live: LivePull, headers: list[tuple[str, str]]) -> bool:
         """Take over the request's connection and hold the pull as data; False when it must
         wait in its greenlet instead (not under gevent, TLS or HTTP/2 on the socket, an

@@ -239,7 +239,6 @@ def _live(body: dict[str, Any], wait: int) -> Response:
     return HeldPull(live)
 
 
-_PLAIN_INPUT = b""
 # What a look's request context needs of the request (routing, URLs, logs): the rest (the
 # token, the body, the server's socket and reader) is not kept while a pull waits.
 _LOOK_ENVIRON = (
@@ -309,7 +308,7 @@ class LivePull:
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
         """A request context for a look, pushed only while it reads (not while it waits)."""
-        environ = {**self.environ, "wsgi.input": io.BytesIO(_PLAIN_INPUT)}
+        environ = {**self.environ, "wsgi.input": io.BytesIO()}
         with self.app.request_context(environ):
             g.user = self.user
             yield
