@@ -26,6 +26,7 @@ from config import Settings, load_settings
 from config.logs import configure_logging, request_id
 from sync.collections import load_collections
 from sync.live import CommitHub
+from sync.readcache import ReadCache
 from sync.store import MongoHandle
 from workers.factory import create_celery
 
@@ -108,13 +109,15 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_extensions(app: Flask, settings: Settings) -> Api:
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     install(
         app,
         Resources(
             settings=settings,
             mongo=MongoHandle(settings.mongodb_url, settings.mongodb_database),
             celery=create_celery(settings, results=False),
-            redis=Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
+            redis=redis,
+            cache=ReadCache(redis, settings.mongodb_database, settings.cache_ttl_seconds),
             tokens=TokenVerifier(settings),
             collections=load_collections(settings.collections_module),
             # Registered first, so it runs after the other after_request hooks (metrics see the

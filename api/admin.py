@@ -10,7 +10,7 @@ from werkzeug.routing import BaseConverter, ValidationError
 from api.bodies import Blueprint
 from api.errors import APIError
 from api.keys import require_api_key
-from api.resources import db
+from api.resources import cache, db
 from api.schemas import USER_ID_RULE, MemberSchema, MembersSchema, RoleSchema
 from sync import membership
 
@@ -50,7 +50,7 @@ class Member(MethodView):
         scope = _shared_scope(scope)
         if not membership.is_user_id(user):
             raise APIError(400, "invalid_user", f"a user id {USER_ID_RULE}")
-        created = membership.set_member(db(), scope, user, body["role"])
+        created = membership.set_member(db(), scope, user, body["role"], cache())
         return {"user": user, "role": body["role"]}, 201 if created else 200
 
     @require_api_key("admin")
@@ -58,7 +58,7 @@ class Member(MethodView):
     def delete(self, scope: str, user: str) -> Any:
         """Remove a member; their next pull and push lose the scope at once."""
         scope = _shared_scope(scope)
-        if not membership.remove_member(db(), scope, user):
+        if not membership.remove_member(db(), scope, user, cache()):
             raise APIError(404, "not_found", f"{user!r} is not a member of {scope!r}")
         return None
 

@@ -9,7 +9,8 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from api import keys
-from api.resources import db, resources
+from api.resources import cache, db, resources
+from sync.readcache import CacheUnavailable
 from workers import deadletters
 
 keys_cli = AppGroup("keys", help="Manage server API keys (X-API-Key).")
@@ -36,7 +37,11 @@ def list_() -> None:
 @click.argument("key_id")
 def revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    if not keys.revoke_key(db(), key_id):
+    try:
+        revoked = keys.revoke_key(db(), key_id, cache())
+    except CacheUnavailable as exc:
+        raise click.ClickException(f"{exc}; the key was not revoked") from None
+    if not revoked:
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
 

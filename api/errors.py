@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from sync.readcache import CacheUnavailable
+
 log = logging.getLogger(__name__)
 
 # Codes for errors Werkzeug or flask-smorest raise before a view runs.
@@ -85,6 +87,15 @@ def _from_http_exception(exc: HTTPException) -> Response:
     return error_response(status, code, message or code.replace("_", " "), headers=headers)
 
 
+def _from_cache_unavailable(exc: CacheUnavailable) -> Response:
+    # A membership or key change Redis could not be told of was not made (sync.readcache).
+    log.warning("change refused: the cache is unavailable", extra={"error": str(exc)})
+    return error_response(
+        503, "cache_unavailable", "Redis is unavailable; nothing was changed, retry later",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
 def _from_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal", "internal error")
@@ -93,4 +104,5 @@ def _from_unexpected(exc: Exception) -> Response:
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(APIError, _from_api_error)
     app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(CacheUnavailable, _from_cache_unavailable)
     app.register_error_handler(Exception, _from_unexpected)

@@ -3,12 +3,15 @@
 A key reads `og_<id>_<secret>`. The id addresses the stored record; only the SHA-256 of the
 secret is kept (the secret has 256 bits of entropy, so a fast hash is enough) and compared in
 constant time. `ADMIN_API_KEY` from the environment is the bootstrap key with every scope.
+The API reads keys through a `ReadCache` that revocation invalidates: a revoked key is refused
+on the very next request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -20,9 +23,11 @@ from flask import g, request
 from pymongo.database import Database
 
 from api.errors import APIError
-from api.resources import db, resources
+from api.resources import cache, db, resources
+from sync.readcache import NO_CACHE, ReadCache
 
 API_KEYS = "api_keys"
+CACHE_KIND = "key"
 SCOPES = ("push:send", "admin")
 _KEY = re.compile(r"^og_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -62,37 +67,59 @@ def list_keys(db: Database) -> list[dict[str, Any]]:
     return [public(d) for d in db[API_KEYS].find({}).sort("created_at", 1)]
 
 
-def revoke_key(db: Database, key_id: str) -> bool:
-    result = db[API_KEYS].update_one(
-        {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
-    )
+def revoke_key(db: Database, key_id: str, cache: ReadCache = NO_CACHE) -> bool:
+    """Revoke a key; False when there is no active key of that id. Raises `CacheUnavailable`,
+    changing nothing, when the cache cannot be told."""
+    with cache.changing(CACHE_KIND, key_id):
+        result = db[API_KEYS].update_one(
+            {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
+        )
     return result.modified_count == 1
 
 
-def scopes_of(db: Database, presented: str, bootstrap: str) -> tuple[str, list[str]] | None:
+def scopes_of(
+    db: Database, presented: str, bootstrap: str, cache: ReadCache = NO_CACHE
+) -> tuple[str, list[str]] | None:
     """(key id, scopes) of a presented key, or None when it is not a valid, unrevoked key."""
     if hmac.compare_digest(presented.encode(), bootstrap.encode()):
         return "bootstrap", list(SCOPES)
     match = _KEY.match(presented)
     if match is None:
         return None
-    doc = db[API_KEYS].find_one({"_id": match.group("id")})
-    if doc is None or doc.get("revoked_at") is not None:
+    key_id = match.group("id")
+
+    def stored() -> str | None:  # a key that does not exist is not cached
+        doc = db[API_KEYS].find_one({"_id": key_id})
+        if doc is None:
+            return None
+        revoked = doc.get("revoked_at") is not None
+        used = None if doc.get("last_used") is None else doc["last_used"].timestamp()
+        record = {"hash": doc["hash"], "scopes": doc["scopes"], "revoked": revoked, "used": used}
+        return json.dumps(record)
+
+    found = cache.get(CACHE_KIND, key_id, "record", stored)
+    if found is None:
         return None
-    if not hmac.compare_digest(doc["hash"], _digest(match.group("secret"))):
+    record = json.loads(found)
+    if record["revoked"] or not hmac.compare_digest(record["hash"], _digest(match.group("secret"))):
         return None
     now = datetime.now(UTC)
-    last = doc.get("last_used")
-    if last is None or last < now - LAST_USED_PRECISION:
-        db[API_KEYS].update_one({"_id": doc["_id"]}, {"$set": {"last_used": now}})
-    return doc["_id"], list(doc["scopes"])
+    # `used` is as old as the record (fresh without the cache); recent means no write is due.
+    due = record["used"] is None or record["used"] < (now - LAST_USED_PRECISION).timestamp()
+    if due and cache.first_in(CACHE_KIND, key_id, "used", LAST_USED_PRECISION):
+        db[API_KEYS].update_one(
+            {"_id": key_id,
+             "$or": [{"last_used": None}, {"last_used": {"$lt": now - LAST_USED_PRECISION}}]},
+            {"$set": {"last_used": now}},
+        )  # fmt: skip
+    return key_id, list(record["scopes"])
 
 
 def key_of(presented: str) -> tuple[str, list[str]] | None:
     """The id and scopes of a valid, unrevoked key, or None; looked up once per request (the
     rate limiter, which identifies the caller first, and the view share the answer)."""
     if g.get("looked_up_key") != presented:
-        g.verified_key = scopes_of(db(), presented, resources().settings.admin_api_key)
+        g.verified_key = scopes_of(db(), presented, resources().settings.admin_api_key, cache())
         g.looked_up_key = presented
     return g.verified_key  # type: ignore[no-any-return]
 

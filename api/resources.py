@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from config import Settings
     from sync.collections import CollectionRegistry
     from sync.live import CommitHub
+    from sync.readcache import ReadCache
     from sync.store import MongoHandle
 
 _KEY = "offgrid"
@@ -29,6 +30,7 @@ class Resources:
     mongo: MongoHandle
     celery: Celery  # publishes only (no result backend)
     redis: Redis
+    cache: ReadCache  # membership and API keys, invalidated by every change to them
     tokens: TokenVerifier
     collections: CollectionRegistry
     live: CommitHub  # one commit subscription per process (gunicorn forks before create_app)
@@ -49,3 +51,7 @@ def resources(app: Flask | None = None) -> Resources:
 
 def db() -> Database:
     return resources().mongo.db
+
+
+def cache() -> ReadCache:
+    return resources().cache

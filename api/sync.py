@@ -28,7 +28,7 @@ from api.metrics import (
 )
 from api.parking import parking
 from api.queueing import publish_or_503
-from api.resources import db, resources
+from api.resources import cache, db, resources
 from api.schemas import (
     BatchAcceptedSchema,
     BatchStatusSchema,
@@ -95,7 +95,7 @@ class Push(MethodView):
                 mutations=body["mutations"],
                 collections=resources().collections,
                 max_mutations=settings.max_mutations_per_batch,
-                can_write=lambda scope: membership.can_write(db(), g.user, scope),
+                can_write=lambda scope: membership.can_write(db(), g.user, scope, cache()),
             )
         except BatchRefused as exc:
             raise APIError(_REFUSAL_STATUS[exc.kind], exc.code, exc.message, exc.details) from None
@@ -169,7 +169,7 @@ class Pull(MethodView):
 
 def _authorize_pull(body: dict[str, Any]) -> None:
     for scope in body["scopes"]:
-        if not membership.can_read(db(), g.user, scope):
+        if not membership.can_read(db(), g.user, scope, cache()):
             raise APIError(403, "forbidden", f"you may not read scope {scope!r}")
     known = resources().collections
     unknown = [c for c in body.get("collections") or [] if known.get(c) is None]

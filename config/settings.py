@@ -176,6 +176,7 @@ class Settings:
     log_format: str
     max_body_bytes: int
     proxy_hops: int  # proxies in front whose X-Forwarded-* the API trusts (0: none)
+    cache_ttl_seconds: int  # Redis cache of membership and API keys (0: off)
     max_mutations_per_batch: int
     max_clock_skew_seconds: int
     batch_result_ttl_seconds: int
@@ -263,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("json", "console"), "json"),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         proxy_hops=_int(env, "PROXY_HOPS", 0, minimum=0),
+        cache_ttl_seconds=_int(env, "CACHE_TTL", 30, minimum=0),
         max_mutations_per_batch=_int(env, "MAX_MUTATIONS_PER_BATCH", 1000, minimum=1),
         max_clock_skew_seconds=_int(env, "MAX_CLOCK_SKEW", 300, minimum=0),
         batch_result_ttl_seconds=_int(env, "BATCH_RESULT_TTL", 86400, minimum=60),

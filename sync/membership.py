@@ -1,9 +1,9 @@
 """Who may read and write a scope (G6).
 
 Every user owns their personal scope `user:<sub>`. Shared scopes (`<kind>:<id>`) have members
-with role `reader` (pull) or `writer` (pull and push), managed through the admin API. Checks
-read the membership on every request and again when a batch is applied, so losing membership
-takes effect at once.
+with role `reader` (pull) or `writer` (pull and push), managed through the admin API. The API
+reads roles through a `ReadCache` that every change invalidates, so losing membership takes
+effect on the very next request; the worker reads MongoDB again when it applies a batch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.database import Database
 
+from sync.readcache import NO_CACHE, ReadCache
+
 MEMBERS = "sync_members"
+CACHE_KIND = "scope"
+_NO_ROLE = "-"  # cached too: a non-member asking again costs no read either
 ROLES = ("reader", "writer")
 MAX_ID_CHARS = 200
 # A shared scope is `<kind>:<id>`. Its id may not hold `|`, so a membership id
@@ -59,37 +63,47 @@ def member_id(scope: str, user: str) -> str:
     return f"{scope}|{user}"
 
 
-def role_of(db: Database, user: str, scope: str) -> str | None:
+def role_of(db: Database, user: str, scope: str, cache: ReadCache = NO_CACHE) -> str | None:
     if scope == personal_scope(user):
         return "owner"
     if is_personal(scope):
         return None
-    doc = db[MEMBERS].find_one({"_id": member_id(scope, user)}, {"role": 1})
-    return None if doc is None else doc["role"]
+
+    def stored() -> str:
+        doc = db[MEMBERS].find_one({"_id": member_id(scope, user)}, {"role": 1})
+        return _NO_ROLE if doc is None else str(doc["role"])
+
+    role = cache.get(CACHE_KIND, scope, user, stored)
+    return None if role == _NO_ROLE else role
 
 
-def can_read(db: Database, user: str, scope: str) -> bool:
-    return role_of(db, user, scope) is not None
+def can_read(db: Database, user: str, scope: str, cache: ReadCache = NO_CACHE) -> bool:
+    return role_of(db, user, scope, cache) is not None
 
 
-def can_write(db: Database, user: str, scope: str) -> bool:
-    return role_of(db, user, scope) in ("owner", "writer")
+def can_write(db: Database, user: str, scope: str, cache: ReadCache = NO_CACHE) -> bool:
+    return role_of(db, user, scope, cache) in ("owner", "writer")
 
 
-def set_member(db: Database, scope: str, user: str, role: str) -> bool:
-    """Add or change a member; True when the member is new."""
+def set_member(db: Database, scope: str, user: str, role: str, cache: ReadCache = NO_CACHE) -> bool:
+    """Add or change a member; True when the member is new. Raises `CacheUnavailable`,
+    changing nothing, when the cache cannot be told."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    result = db[MEMBERS].replace_one(
-        {"_id": member_id(scope, user)},
-        {"_id": member_id(scope, user), "scope": scope, "user": user, "role": role},
-        upsert=True,
-    )
+    with cache.changing(CACHE_KIND, scope):
+        result = db[MEMBERS].replace_one(
+            {"_id": member_id(scope, user)},
+            {"_id": member_id(scope, user), "scope": scope, "user": user, "role": role},
+            upsert=True,
+        )
     return result.upserted_id is not None
 
 
-def remove_member(db: Database, scope: str, user: str) -> bool:
-    return db[MEMBERS].delete_one({"_id": member_id(scope, user)}).deleted_count == 1
+def remove_member(db: Database, scope: str, user: str, cache: ReadCache = NO_CACHE) -> bool:
+    """Remove a member; False when they were none. Raises `CacheUnavailable` like
+    `set_member`."""
+    with cache.changing(CACHE_KIND, scope):
+        return db[MEMBERS].delete_one({"_id": member_id(scope, user)}).deleted_count == 1
 
 
 def list_members(db: Database, scope: str) -> list[dict[str, Any]]:
