@@ -31,12 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pymongo import MongoClient
 
-from bench.harness import Processes, bench_env, rss_mb, start_api, start_workers
+from bench.harness import (
+    ROOT,
+    Processes,
+    bench_env,
+    cpu_seconds,
+    rss_mb,
+    service_pids,
+    start_api,
+    start_workers,
+)
 from push.apns import APNsProvider, build_request
 from push.base import tls_context
 from push.devices import DEVICES, device_id
+from tests.fakes.tls import server_certificate
 
 TOPIC = "b4-news"
 WARM_UP = 2000  # devices of a first push, before memory is read
@@ -44,7 +56,8 @@ LOAD_CHUNK = 5000
 
 
 class FakeAPNs:
-    """The counting APNs fake in a subprocess of its own (it must not share our GIL)."""
+    """The counting APNs fake (tests/fakes/apns.py) in a subprocess of its own (it must not
+    share our GIL); one Python process, so it caps near a thousand requests a second."""
 
     def __init__(self) -> None:
         directory = tempfile.mkdtemp(prefix="b4-apns-")
@@ -66,6 +79,40 @@ class FakeAPNs:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+class GoAPNs(FakeAPNs):
+    """tools/apns-standin: the same checks and counts in Go's HTTP/2 server, fast enough not
+    to be what limits the engine. Built with the Go toolchain on first use."""
+
+    def __init__(self) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="b4-apns-go-"))
+        binary = directory / "apns-standin"
+        subprocess.run(
+            ["go", "build", "-o", str(binary), "."], cwd=ROOT / "tools" / "apns-standin",
+            check=True,
+        )  # fmt: skip
+        ca_file, cert_file, key_file = server_certificate(directory)
+        team_key = directory / "AuthKey.p8"
+        team_key.write_bytes(
+            ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        ids = {"APNS_KEY_ID": "ABC123DEFG", "APNS_TEAM_ID": "DEF123GHIJ",
+               "APNS_TOPIC": "dev.offgrid.example"}  # fmt: skip
+        self.proc = subprocess.Popen(
+            [str(binary), "-cert", str(cert_file), "-key", str(key_file),
+             "-team-key", str(team_key), "-key-id", ids["APNS_KEY_ID"],
+             "-team-id", ids["APNS_TEAM_ID"], "-topic", ids["APNS_TOPIC"]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        origin = json.loads(self.proc.stdout.readline())["origin"]
+        self.env = {**ids, "APNS_KEY_FILE": str(team_key), "APNS_BASE_URL": origin,
+                    "APNS_CA_FILE": str(ca_file)}  # fmt: skip
 
 
 def load_devices(db: Any, tokens: list[str], topic: str) -> None:
@@ -164,13 +211,28 @@ def raw_run(fake: FakeAPNs, tokens: list[str], lanes: int) -> float:
     return len(tokens) / elapsed
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(c) for c in children.read().split()]
+    except OSError:
+        return []
+
+
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--streams", type=int, default=8, help="PUSH_SEND_CONCURRENCY")
+    parser.add_argument("--lanes", type=int, default=16, help="raw httpx threads")
+    parser.add_argument("--standin", choices=("go", "python"), default="go")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw httpx baseline")
     args = parser.parse_args()
-    fake = FakeAPNs()
+    fake = GoAPNs() if args.standin == "go" else FakeAPNs()
     env = {
         **bench_env("b4"),
         **fake.env,
@@ -190,32 +252,60 @@ def main() -> None:
     try:
         workers = start_workers(procs, env, args.workers)
         base = start_api(procs, env, 18400)
+        api = procs.procs[-1].pid
         # Warm up: connections, provider tokens and lazily imported modules in every worker.
         engine_run(base, env["ADMIN_API_KEY"], fake, "b4-warm-up", WARM_UP)
         before = sum(rss_mb(w.pid) for w in workers)
+        pids = {
+            "workers": [w.pid for w in workers],
+            "api": [api, *_children(api)],
+            **{name: [pid] for name, pid in service_pids().items()},
+            "stand-in": [fake.proc.pid],
+        }
+        cpu_before, started = _cpu(pids), time.perf_counter()
         engine = engine_run(base, env["ADMIN_API_KEY"], fake, TOPIC, args.devices)
+        elapsed = time.perf_counter() - started
+        cpu = {k: (v - cpu_before[k]) / args.devices * 1000 for k, v in _cpu(pids).items()}
+        stand_in_share = (_cpu(pids)["stand-in"] - cpu_before["stand-in"]) / elapsed
         after = sum(rss_mb(w.pid) for w in workers)
-        raw = raw_run(fake, tokens, args.workers * args.streams)
+        raw = None
+        if not args.no_raw:
+            raw_cpu = time.process_time()
+            raw = raw_run(fake, tokens, args.lanes)
+            raw_cpu = (time.process_time() - raw_cpu) / args.devices * 1000
         duplicates = fake.counts()["duplicates"]
     finally:
         procs.stop()
         fake.stop()
     print(
         f"B4 push fan-out, {datetime.date.today()}, --devices {args.devices} "
-        f"--workers {args.workers} --streams {args.streams} "
+        f"--workers {args.workers} --streams {args.streams} --standin {args.standin} "
         f"(devices loaded in {loaded:.0f} s)\n"
     )
     print(
-        "| devices | requests in flight | engine notifications/s | raw httpx notifications/s "
-        "| ratio | worker RSS before → after MB |"
+        "| devices | engine notifications/s | raw httpx notifications/s (threads) "
+        "| engine / raw | worker RSS before → after MB |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    raw_text = f"{raw:,.0f} ({args.lanes})" if raw else "not run"
+    ratio = f"{engine / raw:.2f}" if raw else "-"
     print(
-        f"| {args.devices:,} | {args.workers} x {args.streams} | {engine:,.0f} | {raw:,.0f} | "
-        f"{engine / raw:.2f} | {before:.0f} → {after:.0f} |"
+        f"| {args.devices:,} | {engine:,.0f} | {raw_text} | {ratio} | {before:.0f} → {after:.0f} |"
     )
+    sending = sum(v for k, v in cpu.items() if k != "stand-in")
+    print("\nCPU per notification during the engine run, ms:\n")
+    print("| " + " | ".join(cpu) + " | sending side | raw httpx client |")
+    print("| " + " | ".join("---:" for _ in range(len(cpu) + 2)) + " |")
+    raw_cpu_text = f"{raw_cpu:.3f}" if raw else "-"
+    print(
+        "| "
+        + " | ".join(f"{v:.3f}" for v in cpu.values())
+        + f" | **{sending:.3f}** | {raw_cpu_text} |"
+    )
+    print(f"\nThe stand-in used {stand_in_share:.0%} of a core during the engine run.")
     # Each device got the engine's push once and the raw run's once: anything more is a bug.
-    print(f"\nDevices that got the engine's push more than once: {duplicates - args.devices}")
+    runs = 1 if args.no_raw else 2
+    print(f"Deliveries beyond one per device per run: {duplicates - (runs - 1) * args.devices}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """APNs provider: HTTP/2 to `/3/device/<token>` with an ES256 provider token.
 
-- One HTTP/2 connection per client, kept open (Apple asks for long-lived connections;
-  opening one per send is what gets a sender throttled); a worker's sender threads each
-  have their own client.
+- One HTTP/2 connection per worker process, kept open (Apple asks for long-lived connections;
+  opening one per send is what gets a sender throttled), carrying many sends at once as
+  concurrent streams (`push.h2client`).
 - The provider token (a JWT signed with the team's .p8 key) is reused for `TOKEN_LIFETIME`
   (40 minutes): Apple rejects a token older than 60 minutes and one refreshed more often than
   every 20 minutes. One `ProviderTokens` per process is shared by all its clients.
@@ -10,13 +10,14 @@
   push asked for normal priority); a silent push is `background` with `content-available`
   and priority 5, as Apple requires. `apns-collapse-id` is the collapse key or else the push
   id, so a duplicate send (the last guard of at most once) replaces, never adds.
-- A GOAWAY that names streams as unprocessed makes httpx open a new connection and send them
-  there (nothing was delivered); a stream that was processed but never answered may have been
-  delivered, so it is not retried.
+- A GOAWAY that names streams as unprocessed (or a refused stream) sends them once more on a
+  new connection (nothing was delivered); a stream that was processed but never answered may
+  have been delivered, so it is not retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -25,10 +26,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import jwt
 
-from push.base import Outcome, attempt, http2_client, json_or_empty, retry_after_seconds
+from push.base import Outcome, retry_after_seconds, tls_context
+from push.h2client import H2Connection, LoopThread, NotSent, Response, Unanswered
 
 TOKEN_LIFETIME = 40 * 60
 MAX_PAYLOAD = 4096
@@ -111,6 +112,11 @@ class ProviderTokens:
 
 
 class APNsProvider:
+    """APNs for one worker process: one HTTP/2 connection carrying many sends at once, driven
+    by an event loop in a thread of its own. `send_many` may be called from any thread."""
+
+    multiplexed = True  # push.delivery sends a whole group at once through `send_many`
+
     def __init__(
         self,
         *,
@@ -126,60 +132,111 @@ class APNsProvider:
     ) -> None:
         self._tokens = tokens or ProviderTokens(key_pem, key_id, team_id, clock)
         self._topic = topic
-        self._base = base_url.rstrip("/")
-        self._client = http2_client(ca_file, timeout)
+        self._origin = base_url.rstrip("/")
+        self._context = tls_context(ca_file)
+        self._context.set_alpn_protocols(["h2"])
+        self._timeout = timeout
+        self._loop = LoopThread("apns")
+        self._connection: H2Connection | None = None
+        self._connecting: asyncio.Lock | None = None
+        self.connections = 0  # opened so far
 
     def provider_token(self, fresh: bool = False) -> str:
         return self._tokens.current(fresh)
 
     def send(self, device: dict[str, Any], message: dict[str, Any]) -> Outcome:
-        token = device["token"]
-        if not token.isalnum():
-            return Outcome("token_dead", "BadDeviceToken", "not a device token")
+        return self.send_many([device], message)[0]
+
+    def send_many(self, devices: list[dict[str, Any]], message: dict[str, Any]) -> list[Outcome]:
+        """One outcome per device, in order; all in flight at once (up to the stream limit)."""
         body, headers = build_request(message, self._topic)
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         if len(content) > MAX_PAYLOAD:
-            return Outcome("payload_error", "PayloadTooLarge", f"{len(content)} bytes")
-        outcome = self._post(token, content, headers, self.provider_token())
+            too_large = Outcome("payload_error", "PayloadTooLarge", f"{len(content)} bytes")
+            return [too_large for _ in devices]
+        header_list = list(headers.items())
+        return self._loop.run(self._send_all(devices, content, header_list))
+
+    async def _send_all(
+        self, devices: list[dict[str, Any]], content: bytes, headers: list[tuple[str, str]]
+    ) -> list[Outcome]:
+        sends = [self._send_one(device["token"], content, headers) for device in devices]
+        return list(await asyncio.gather(*sends))
+
+    async def _send_one(
+        self, token: str, content: bytes, headers: list[tuple[str, str]]
+    ) -> Outcome:
+        if not token.isalnum():
+            return Outcome("token_dead", "BadDeviceToken", "not a device token")
+        outcome = await self._post(token, content, headers, self.provider_token())
         if outcome.reason == "ExpiredProviderToken":
             # Made anew and tried once more; a second rejection is a configuration problem.
-            outcome = self._post(token, content, headers, self.provider_token(fresh=True))
+            outcome = await self._post(token, content, headers, self.provider_token(fresh=True))
             if outcome.reason == "ExpiredProviderToken":
                 return Outcome("config_error", outcome.reason, "rejected twice; check the clock")
         return outcome
 
-    def _post(
-        self, device_token: str, content: bytes, headers: dict[str, str], provider_token: str
+    async def _post(
+        self, device_token: str, content: bytes, headers: list[tuple[str, str]], bearer: str
     ) -> Outcome:
-        response = attempt(
-            lambda: self._client.post(
-                f"{self._base}/3/device/{device_token}",
-                content=content,
-                headers={**headers, "authorization": f"bearer {provider_token}"},
-            )
-        )
-        return response if isinstance(response, Outcome) else self._outcome(response)
+        path = f"/3/device/{device_token}"
+        headers = [*headers, ("authorization", f"bearer {bearer}")]
+        failure: Exception | None = None
+        for _ in range(2):  # a stream the server did not process goes once more, anew
+            try:
+                connection = await self._open()
+                response = await connection.request(path, headers, content, self._timeout)
+            except NotSent as exc:
+                failure = exc
+                continue
+            except Unanswered as exc:
+                return Outcome("payload_error", "unknown_outcome", str(exc))
+            return _outcome(response)
+        return Outcome("retry", "network", str(failure))
 
-    def _outcome(self, response: httpx.Response) -> Outcome:
-        code = response.status_code
-        if code == 200:
-            return Outcome("delivered", "200")
-        answer = json_or_empty(response)
-        reason = str(answer.get("reason") or code)
-        if code == 410:
-            stamp = answer.get("timestamp")
-            since = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int) else None
-            return Outcome("token_dead", reason, "unregistered", dead_since=since)
-        if code == 403 and reason == "ExpiredProviderToken":
-            return Outcome("config_error", reason)  # send() refreshes and retries once
-        if code == 429 or code >= 500:
-            retry = retry_after_seconds(response.headers.get("retry-after"))
-            return Outcome("retry", reason, str(code), retry)
-        if reason in DEAD_TOKEN_400:
-            return Outcome("token_dead", reason)
-        if reason in CONFIG_REASONS or code in (403, 404, 405):
-            return Outcome("config_error", reason, str(code))
-        return Outcome("payload_error", reason, str(code))
+    async def _open(self) -> H2Connection:
+        """The open connection, or a new one (after a GOAWAY or a lost connection)."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._connection is None or self._connection.closed:
+                connection = H2Connection(self._origin, self._context)
+                await connection.connect()
+                self._connection = connection
+                self.connections += 1
+            return self._connection
 
     def close(self) -> None:
-        self._client.close()
+        if self._connection is not None:
+            self._loop.run(self._connection.close())
+        self._loop.stop()
+
+
+def _outcome(response: Response) -> Outcome:
+    code = response.status
+    if code == 200:
+        return Outcome("delivered", "200")
+    answer = _json_object(response.body)
+    reason = str(answer.get("reason") or code)
+    if code == 410:
+        stamp = answer.get("timestamp")
+        since = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int) else None
+        return Outcome("token_dead", reason, "unregistered", dead_since=since)
+    if code == 403 and reason == "ExpiredProviderToken":
+        return Outcome("config_error", reason)  # send() refreshes and retries once
+    if code == 429 or code >= 500:
+        retry = retry_after_seconds(response.headers.get("retry-after"))
+        return Outcome("retry", reason, str(code), retry)
+    if reason in DEAD_TOKEN_400:
+        return Outcome("token_dead", reason)
+    if reason in CONFIG_REASONS or code in (403, 404, 405):
+        return Outcome("config_error", reason, str(code))
+    return Outcome("payload_error", reason, str(code))
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}

@@ -4,8 +4,11 @@
   devices again. Re-running a chunk is safe.
 - Before a device is sent to, its claim `<push>|<device>` is inserted: a second insert fails,
   so a retried chunk, or one whose worker died mid-way, never sends to a device twice (at most
-  once). The outcome goes to a receipt with the same id, written in groups after the sends; a
-  claim without a receipt (the worker died in between) counts as failed.
+  once). Claims are inserted together for the sends about to go out at once: a whole group
+  for a provider that multiplexes them on one connection (APNs), a wave of
+  PUSH_SEND_CONCURRENCY for the others. A worker that dies loses at most those. The outcome
+  goes to a receipt with the same id, written per group after the sends; a claim without a
+  receipt (the worker died in between) counts as failed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from push.base import Outcome, Provider
 from push.devices import DEVICES
@@ -37,7 +40,7 @@ from push.pushes import (
     chunk_docs,
 )
 
-GROUP = 25  # devices per cancel check, rate-limit take and receipt write
+GROUP = 250  # devices per cancel check, rate-limit take and receipt write
 
 
 def message_of(push: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +110,7 @@ class _Receipts:
         self._pending, self._forget = [], []
 
 
-def _no_crash(_step: str) -> None:
+def no_crash(_step: str) -> None:
     pass
 
 
@@ -122,10 +125,11 @@ class Sender:
     `crash_point` is the fault-injection hook (sync.faults)."""
 
     providers: Callable[[], Mapping[str, Provider]]
-    pool: Executor | None = None  # the sends of a group run on its threads; None: in the caller
+    pool: Executor | None = None  # the sends of a wave run on its threads; None: in the caller
+    concurrency: int = 1  # the pool's threads: devices claimed and sent per wave
     rate_limit: Callable[[str, int], float | None] | None = None
     observe: Callable[[str, Outcome], None] | None = None
-    crash_point: Callable[[str], None] = _no_crash
+    crash_point: Callable[[str], None] = no_crash
     group: int = GROUP  # devices per cancel check, rate-limit take and receipt write
 
 
@@ -174,21 +178,78 @@ def _open_chunk(db: Database, push_id: str, number: int) -> _Chunk | ChunkResult
     )
 
 
-def _deliver(db: Database, chunk: _Chunk, sender: Sender, did: str) -> Outcome | Skipped:
-    """Claim, then send (on the pool's threads). A claim that exists means an earlier run
-    attempted this device: it is never sent twice."""
+def _claim(
+    db: Database, chunk: _Chunk, members: list[str], outcomes: dict[str, Outcome | Skipped]
+) -> list[str]:
+    """Claim `members` in one write; return those claimed now and still registered (the
+    others get their `Skipped` in `outcomes`). A claim that exists means an earlier run
+    attempted the device: it is never sent twice."""
+    if not members:
+        return []
+    docs = [{"_id": f"{chunk.push_id}|{did}", "push_id": chunk.push_id} for did in members]
+    taken: set[str] = set()
     try:
-        db[CLAIMS].insert_one({"_id": f"{chunk.push_id}|{did}", "push_id": chunk.push_id})
-    except DuplicateKeyError:
-        return Skipped.CLAIMED_BEFORE
-    device = chunk.targets.get(did)
-    if device is None:
-        return Skipped.UNREGISTERED
+        db[CLAIMS].insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        taken = {members[e["index"]] for e in errors}
+    claimed = []
+    for did in members:
+        if did in taken:
+            outcomes[did] = Skipped.CLAIMED_BEFORE
+        elif did not in chunk.targets:
+            outcomes[did] = Skipped.UNREGISTERED
+        else:
+            claimed.append(did)
+    return claimed
+
+
+def _send_group(
+    db: Database, chunk: _Chunk, sender: Sender, members: list[str]
+) -> list[tuple[str, Outcome | Skipped]]:
+    """Claim and send a group; each device's outcome, in order."""
+    providers = sender.providers()
+
+    def multiplexed(did: str) -> bool:
+        device = chunk.targets.get(did)
+        return device is not None and getattr(providers[device["platform"]], "multiplexed", False)
+
+    outcomes: dict[str, Outcome | Skipped] = {}
+    together = [did for did in members if multiplexed(did)]
+    by_platform: dict[str, list[str]] = {}
+    for did in _claim(db, chunk, together, outcomes):
+        by_platform.setdefault(chunk.targets[did]["platform"], []).append(did)
+    for platform, dids in by_platform.items():
+        devices = [chunk.targets[did] for did in dids]
+        sent = providers[platform].send_many(devices, chunk.message)  # type: ignore[attr-defined]
+        sender.crash_point("push_after_send")  # the harshest moment to die: sent, not recorded
+        for did, outcome in zip(dids, sent, strict=True):
+            _observe(sender, platform, outcome)
+            outcomes[did] = outcome
+    one_by_one = [did for did in members if not multiplexed(did)]
+    wave = max(1, sender.concurrency)
+    for start in range(0, len(one_by_one), wave):
+        claimed = _claim(db, chunk, one_by_one[start : start + wave], outcomes)
+        send = functools.partial(_deliver, chunk, sender)
+        sent = sender.pool.map(send, claimed) if sender.pool else map(send, claimed)
+        outcomes.update(zip(claimed, sent, strict=True))
+    return [(did, outcomes[did]) for did in members]
+
+
+def _deliver(chunk: _Chunk, sender: Sender, did: str) -> Outcome:
+    """One claimed device's send, on a pool thread with that thread's own provider client."""
+    device = chunk.targets[did]
     outcome = sender.providers()[device["platform"]].send(device, chunk.message)
     sender.crash_point("push_after_send")  # the harshest moment to die: sent, not recorded
-    if sender.observe is not None:
-        sender.observe(device["platform"], outcome)
+    _observe(sender, device["platform"], outcome)
     return outcome
+
+
+def _observe(sender: Sender, platform: str, outcome: Outcome) -> None:
+    if sender.observe is not None:
+        sender.observe(platform, outcome)
 
 
 def send_chunk(
@@ -199,8 +260,8 @@ def send_chunk(
 
     Devices go in groups (`sender.group`): the cancel check, the shared rate (when a group
     would exceed it the chunk pauses and is redelivered, the devices not yet sent to keeping
-    their place) and the receipts are per group; within a group the sends run on the
-    sender's pool, each device claimed before its request leaves."""
+    their place) and the receipts are per group; within a group the devices are claimed,
+    then sent (`_send_group`), each claimed before its request leaves."""
     now = now or datetime.now(UTC)
     chunk = _open_chunk(db, push_id, number)
     if isinstance(chunk, ChunkResult):
@@ -217,9 +278,7 @@ def send_chunk(
         paused = _rate_wait(sender, chunk, members)
         if paused is not None:
             break
-        send = functools.partial(_deliver, db, chunk, sender)
-        outcomes = sender.pool.map(send, members) if sender.pool else map(send, members)
-        for did, outcome in zip(members, outcomes, strict=True):
+        for did, outcome in _send_group(db, chunk, sender, members):
             if outcome is Skipped.CLAIMED_BEFORE:
                 complete = False
             elif outcome is Skipped.UNREGISTERED:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from push.apns import APNsProvider, ProviderTokens
@@ -12,11 +13,31 @@ from push.devices import PLATFORMS
 from push.fcm import FCMProvider
 from push.webpush import WebPushProvider
 
+_made = threading.Lock()
+
+
+def _apns(
+    key_pem: str, key_id: str, team_id: str, topic: str, base_url: str, ca_file: str | None
+) -> APNsProvider:
+    """One APNs provider per process and settings, shared by the sender threads: its one
+    connection carries every send of the process (and its provider token is signed once)."""
+    with _made:  # sender threads ask at once when a worker starts
+        return _apns_made(key_pem, key_id, team_id, topic, base_url, ca_file)
+
 
 @functools.cache
-def _apns_tokens(key_pem: str, key_id: str, team_id: str) -> Any:
-    """One provider-token signer per process and key, whatever the number of sender threads."""
-    return ProviderTokens(key_pem, key_id, team_id)
+def _apns_made(
+    key_pem: str, key_id: str, team_id: str, topic: str, base_url: str, ca_file: str | None
+) -> APNsProvider:
+    return APNsProvider(
+        key_pem=key_pem,
+        key_id=key_id,
+        team_id=team_id,
+        topic=topic,
+        base_url=base_url,
+        ca_file=ca_file,
+        tokens=ProviderTokens(key_pem, key_id, team_id),
+    )
 
 
 def providers_from_settings(settings: Any) -> dict[str, Provider]:
@@ -25,15 +46,10 @@ def providers_from_settings(settings: Any) -> dict[str, Provider]:
         platform: UnconfiguredProvider(platform) for platform in PLATFORMS
     }
     if settings.apns_key:
-        providers["ios"] = APNsProvider(
-            key_pem=settings.apns_key,
-            key_id=settings.apns_key_id,
-            team_id=settings.apns_team_id,
-            topic=settings.apns_topic,
-            base_url=settings.apns_base_url,
-            ca_file=settings.apns_ca_file,
-            tokens=_apns_tokens(settings.apns_key, settings.apns_key_id, settings.apns_team_id),
-        )
+        providers["ios"] = _apns(
+            settings.apns_key, settings.apns_key_id, settings.apns_team_id,
+            settings.apns_topic, settings.apns_base_url, settings.apns_ca_file,
+        )  # fmt: skip
     if settings.fcm_service_account:
         providers["android"] = FCMProvider(
             settings.fcm_service_account, settings.fcm_base_url, settings.fcm_ca_file

@@ -95,9 +95,11 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
     sender = delivery.Sender(
         providers=providers,
         pool=send_pool(),
+        concurrency=settings().push_send_concurrency,
         rate_limit=_throttle,
         observe=_observe,
-        crash_point=crash_point(redis_client()),
+        # No hook unless OFFGRID_FAULT_INJECTION=1 (tests): production never checks Redis.
+        crash_point=crash_point(redis_client()) or delivery.no_crash,
     )
     result = delivery.send_chunk(mongo().db, push_id, number, sender)
     if result.retry_in is not None:

@@ -310,8 +310,8 @@ def test_push_outcomes_are_counted_by_reason_in_metrics(
 
 
 def test_sender_threads_share_one_provider_token(settings: Any) -> None:
-    """Each sender thread builds its own clients (its own connection), but Apple refuses a key
-    whose token changes too often: the threads of a process sign one token between them."""
+    """Apple refuses a key whose token changes too often: the sender threads of a process,
+    asking for their providers at once, sign one token between them."""
     import threading
 
     from push.providers import providers_from_settings
@@ -327,3 +327,51 @@ def test_sender_threads_share_one_provider_token(settings: Any) -> None:
     for thread in threads:
         thread.join()
     assert len(tokens) == 4 and len(set(tokens)) == 1
+
+
+def test_many_sends_share_one_connection_and_keep_their_own_answers(
+    apns: APNsProvider, apns_fake: Any
+) -> None:
+    """A group goes out at once as streams of one connection; each device gets its own
+    outcome, whatever order the answers come back in."""
+    tokens = [_token() for _ in range(60)]
+    apns_fake.unregister(tokens[7], int(time.time() * 1000))
+    apns_fake.script[tokens[30]] = [(429, "TooManyRequests", 3)]
+    connections = apns_fake.server.connections
+    devices = [{"_id": f"d{n}", "token": token} for n, token in enumerate(tokens)]
+    outcomes = apns.send_many(devices, _message())
+    assert apns_fake.server.connections == connections + 1
+    kinds = [outcome.kind for outcome in outcomes]
+    assert kinds[7] == "token_dead" and outcomes[30].retry_after == 3
+    assert kinds[:7] + kinds[8:30] + kinds[31:] == ["delivered"] * 58
+    assert all(
+        len(apns_fake.received.get(t, [])) == (n not in (7, 30)) for n, t in enumerate(tokens)
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_worker_killed_mid_group_never_sends_a_device_twice(
+    client: Any, admin: dict[str, str], db: Database, apns_fake: Any, redis_client: Any
+) -> None:
+    """The worker dies right after its first group went out, before any receipt: the group's
+    devices were claimed, so the redelivered chunk sends them nothing again; only that group
+    (the sends in flight) can be lost, and it counts as failed, never as sent."""
+    from push import devices
+    from push.delivery import GROUP
+    from sync.faults import CRASH_KEY
+
+    user = f"k-{uuid.uuid4().hex[:8]}"
+    tokens = [_token() for _ in range(GROUP + 100)]
+    for token in tokens:
+        devices.register(db, user=user, platform="ios", token=token)
+    redis_client.set(CRASH_KEY, "push_after_send")
+    status = _push_and_wait(client, admin, user)
+    assert redis_client.get(CRASH_KEY) is None, "the armed crash never happened"
+    received = [len(apns_fake.received.get(token, [])) for token in tokens]
+    assert max(received) == 1
+    assert sum(received) >= len(tokens) - GROUP
+    counts = status["counts"]
+    assert (counts["targeted"], counts["pending"]) == (len(tokens), 0)
+    assert counts["sent"] + counts["failed"] == len(tokens)
+    assert counts["failed"] >= 1
+    assert counts["sent"] <= sum(received)

@@ -1,0 +1,3 @@
+module offgrid.dev/tools/apns-standin
+
+go 1.24
