@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,8 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=16, help="raw httpx threads")
     parser.add_argument("--standin", choices=("go", "python"), default="go")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw httpx baseline")
+    parser.add_argument("--profile", help="py-spy a process during the run into this file")
+    parser.add_argument("--profile-target", choices=("worker", "store"), default="worker")
     args = parser.parse_args()
     fake = GoAPNs() if args.standin == "go" else FakeAPNs()
     env = {
@@ -262,8 +265,21 @@ def main() -> None:
             **{name: [pid] for name, pid in service_pids().items()},
             "stand-in": [fake.proc.pid],
         }
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(pids["workers"][0] if args.profile_target == "worker" else pids["store"][0]),
+                 "--format", "raw", "--rate", "200", "--nonblocking",
+                 "--threads", "-o", args.profile],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1)
         cpu_before, started = _cpu(pids), time.perf_counter()
         engine = engine_run(base, env["ADMIN_API_KEY"], fake, TOPIC, args.devices)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         elapsed = time.perf_counter() - started
         cpu = {k: (v - cpu_before[k]) / args.devices * 1000 for k, v in _cpu(pids).items()}
         stand_in_share = (_cpu(pids)["stand-in"] - cpu_before["stand-in"]) / elapsed

@@ -186,7 +186,7 @@ def _claim(
     attempted the device: it is never sent twice."""
     if not members:
         return []
-    docs = [{"_id": f"{chunk.push_id}|{did}", "push_id": chunk.push_id} for did in members]
+    docs = [{"_id": f"{chunk.push_id}|{did}"} for did in members]
     taken: set[str] = set()
     try:
         db[CLAIMS].insert_many(docs, ordered=False)

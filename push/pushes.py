@@ -145,6 +145,12 @@ def due_pushes(db: Database, now: datetime, release: Callable[[str], None]) -> i
     return count
 
 
+def of_push(push_id: str) -> dict[str, Any]:
+    """The claims or receipts of a push: their ids are `<push id>|<device id>`, a range of the
+    `_id` index (`}` follows `|`)."""
+    return {"_id": {"$gte": f"{push_id}|", "$lt": f"{push_id}}}"}}
+
+
 def expire_pushes(db: Database, before: datetime) -> int:
     """Delete finished (done or cancelled) pushes created before `before`, with their chunks
     and delivery receipts; return how many pushes. Receipts go first, so a run cut short
@@ -157,8 +163,9 @@ def expire_pushes(db: Database, before: datetime) -> int:
     ]
     for start in range(0, len(old), 100):
         ids = old[start : start + 100]
-        db[DELIVERIES].delete_many({"push_id": {"$in": ids}})
-        db[CLAIMS].delete_many({"push_id": {"$in": ids}})
+        for push_id in ids:
+            db[DELIVERIES].delete_many(of_push(push_id))
+            db[CLAIMS].delete_many(of_push(push_id))
         db[CHUNKS].delete_many({"push_id": {"$in": ids}})
         db[CHUNK_DEVICES].delete_many({"push_id": {"$in": ids}})
         db[PUSHES].delete_many({"_id": {"$in": ids}})
@@ -171,8 +178,11 @@ def ensure_push_indexes(db: Database) -> None:
     db[DEVICES].create_index("topics", name="topics")
     db[PUSHES].create_index([("status", 1), ("send_at", 1)], name="status_send_at")
     db[PUSHES].create_index([("status", 1), ("created_at", 1)], name="status_created_at")
-    db[DELIVERIES].create_index("push_id", name="push_id")
-    db[CLAIMS].create_index("push_id", name="push_id")
+    for name in (DELIVERIES, CLAIMS):
+        # Their ids start with the push id (`of_push`): a second index only cost every insert
+        # (about 60 us per document on SecantusDB, two documents per device sent to).
+        if "push_id" in db[name].index_information():
+            db[name].drop_index("push_id")
     db[CHUNKS].create_index("push_id", name="push_id")
     db[CHUNK_DEVICES].create_index("push_id", name="push_id")
     db[DEVICES].create_index("last_seen", name="last_seen")
