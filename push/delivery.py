@@ -40,7 +40,7 @@ from push.pushes import (
     chunk_docs,
 )
 
-GROUP = 250  # devices per cancel check, rate-limit take and receipt write
+GROUP = 500  # devices per cancel check, rate-limit take and receipt write
 
 
 def message_of(push: dict[str, Any]) -> dict[str, Any]:

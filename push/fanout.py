@@ -6,6 +6,9 @@ chunk documents that status reads. Re-running fan-out is safe: a push's chunks a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 from pymongo.database import Database
 
 from push.pushes import (
@@ -22,15 +25,26 @@ from push.pushes import (
 )
 
 
+def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def plan_fan_out(db: Database, push_id: str) -> list[int]:
     """Store the chunks of a push (once) and return the numbers of those not done yet."""
     push = db[PUSHES].find_one({"_id": push_id})
     if push is None or push["status"] in (DONE, CANCELLED, SCHEDULED):
         return []
     if push.get("chunks") is None:
-        devices = resolve_audience(db, push["audience"])
-        chunks = [devices[i : i + CHUNK_SIZE] for i in range(0, len(devices), CHUNK_SIZE)]
-        for number, members in enumerate(chunks):
+        targeted, chunks = 0, 0
+        for members in _batches(resolve_audience(db, push["audience"]), CHUNK_SIZE):
+            number, targeted, chunks = chunks, targeted + len(members), chunks + 1
             chunk_id = f"{push_id}|{number}"
             # The device list lives apart from the small chunk document, which status reads
             # and FerretDB scans on every lookup.
@@ -50,8 +64,8 @@ def plan_fan_out(db: Database, push_id: str) -> list[int]:
         status = SENDING if chunks else DONE
         db[PUSHES].update_one(
             {"_id": push_id},
-            {"$set": {"targeted": len(devices), "chunks": len(chunks), "status": status}},
+            {"$set": {"targeted": targeted, "chunks": chunks, "status": status}},
         )
-        return list(range(len(chunks)))
+        return list(range(chunks))
     chunks = chunk_docs(db, push_id, push["chunks"], {"done": 1})
     return [number for number, chunk in chunks.items() if not chunk["done"]]

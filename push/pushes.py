@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ CHUNKS = "push_chunks"
 CHUNK_DEVICES = "push_chunk_devices"
 CLAIMS = "push_claims"
 DELIVERIES = "push_deliveries"  # receipts: one per device a push was attempted for
-CHUNK_SIZE = 500
+CHUNK_SIZE = 1000
 SCHEDULED, QUEUED, SENDING, DONE, CANCELLED = "scheduled", "queued", "sending", "done", "cancelled"
 
 
@@ -72,8 +72,9 @@ def forget_push(db: Database, push_id: str) -> None:
 TARGET = {"_id": 1, "platform": 1, "token": 1}
 
 
-def resolve_audience(db: Database, audience: dict[str, Any]) -> list[dict[str, Any]]:
-    """The devices the audience names (id, platform, token), sorted by id, each once."""
+def resolve_audience(db: Database, audience: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The devices the audience names (id, platform, token), sorted by id, each once; read
+    from a cursor in batches, so a million devices never sit in the worker's memory."""
     if "devices" in audience:
         query: dict[str, Any] = {"_id": {"$in": audience["devices"]}}
     elif "users" in audience:
@@ -82,8 +83,11 @@ def resolve_audience(db: Database, audience: dict[str, Any]) -> list[dict[str, A
         query = {"topics": audience["topic"]}
     else:
         query = {"user": {"$in": membership.members_of(db, audience["scope"])}}
-    found = {d["_id"]: d for d in db[DEVICES].find(query, TARGET)}
-    return [found[did] for did in sorted(found)]
+    last = None
+    for device in db[DEVICES].find(query, TARGET).sort("_id", 1).batch_size(CHUNK_SIZE):
+        if device["_id"] != last:  # sorted: a device matched twice comes twice in a row
+            yield device
+            last = device["_id"]
 
 
 def chunk_docs(

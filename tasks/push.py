@@ -68,8 +68,8 @@ def _observe(platform: str, outcome: Outcome) -> None:
 @celery_app.task(
     name=queues.FAN_OUT.name,
     ignore_result=True,  # the push's state lives in the database, not in Redis
-    soft_time_limit=120,
-    time_limit=180,
+    soft_time_limit=600,  # a million devices: a thousand chunks stored
+    time_limit=660,
     autoretry_for=(ConnectionFailure,),
     retry_backoff=True,
     max_retries=10,
