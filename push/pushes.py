@@ -93,10 +93,15 @@ def resolve_audience(db: Database, audience: dict[str, Any]) -> Iterator[dict[st
 def chunk_docs(
     db: Database, push_id: str, count: int, projection: dict[str, int]
 ) -> dict[int, dict[str, Any]]:
-    """A push's chunk documents by number, in one query."""
-    ids = [f"{push_id}|{n}" for n in range(count)]
-    found = db[CHUNKS].find({"_id": {"$in": ids}}, projection) if ids else []
-    return {int(doc["_id"].rsplit("|", 1)[1]): doc for doc in found}
+    """A push's chunk documents by number, in one query: a range of the `_id` index (an `$in`
+    of a thousand ids had SecantusDB test every chunk of every push against every id)."""
+    if count == 0:
+        return {}
+    found = (
+        (int(doc["_id"].rsplit("|", 1)[1]), doc)
+        for doc in db[CHUNKS].find(of_push(push_id), projection)
+    )
+    return {number: doc for number, doc in found if number < count}
 
 
 def _owned(push_id: str, sender: str | None) -> dict[str, Any]:
