@@ -247,15 +247,15 @@ def main() -> None:
     client.drop_database(database)
     db = client[database]
     tokens = [secrets.token_hex(32) for _ in range(args.devices)]
-    loaded = time.perf_counter()
-    load_devices(db, tokens, TOPIC)
-    loaded = time.perf_counter() - loaded
-    load_devices(db, [secrets.token_hex(32) for _ in range(WARM_UP)], "b4-warm-up")
     procs = Processes()
     try:
         workers = start_workers(procs, env, args.workers)
-        base = start_api(procs, env, 18400)
+        base = start_api(procs, env, 18400)  # it makes the indexes, on empty collections
         api = procs.procs[-1].pid
+        loaded = time.perf_counter()
+        load_devices(db, tokens, TOPIC)
+        loaded = time.perf_counter() - loaded
+        load_devices(db, [secrets.token_hex(32) for _ in range(WARM_UP)], "b4-warm-up")
         # Warm up: connections, provider tokens and lazily imported modules in every worker.
         engine_run(base, env["ADMIN_API_KEY"], fake, "b4-warm-up", WARM_UP)
         before = sum(rss_mb(w.pid) for w in workers)

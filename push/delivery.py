@@ -41,6 +41,7 @@ from push.pushes import (
 )
 
 GROUP = 500  # devices per cancel check, rate-limit take and receipt write
+IN_SLICE = 100  # ids per `$in` query
 
 
 def message_of(push: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +166,11 @@ def _open_chunk(db: Database, push_id: str, number: int) -> _Chunk | ChunkResult
     if attempt == 0:
         targets = {d["_id"]: d for d in listed["targets"]}
     else:  # a retry, later: the registry may have changed since fan-out
-        targets = {d["_id"]: d for d in db[DEVICES].find({"_id": {"$in": device_ids}})}
+        targets = {
+            d["_id"]: d
+            for start in range(0, len(device_ids), IN_SLICE)
+            for d in db[DEVICES].find({"_id": {"$in": device_ids[start : start + IN_SLICE]}})
+        }
     message = message_of(push)
     return _Chunk(
         id=chunk["_id"],
@@ -346,8 +351,13 @@ def _chunk_counts(db: Database, push_id: str, device_ids: list[str]) -> dict[str
     """Counts from the stored claims and receipts, for a chunk that several runs worked on."""
     counts = {"sent": 0, "failed": 0, "invalid": 0, "cancelled": 0}
     ids = [f"{push_id}|{d}" for d in device_ids]
-    receipts = {d["_id"]: d["status"] for d in db[DELIVERIES].find({"_id": {"$in": ids}})}
-    claimed = {d["_id"] for d in db[CLAIMS].find({"_id": {"$in": ids}}, {"_id": 1})}
+    receipts: dict[str, str] = {}
+    claimed: set[str] = set()
+    # In slices: SecantusDB tests each found document against the whole `$in` list.
+    for start in range(0, len(ids), IN_SLICE):
+        part = {"_id": {"$in": ids[start : start + IN_SLICE]}}
+        receipts.update((d["_id"], d["status"]) for d in db[DELIVERIES].find(part, {"status": 1}))
+        claimed.update(d["_id"] for d in db[CLAIMS].find(part, {"_id": 1}))
     for claim_id in ids:
         if claim_id in receipts:
             counts[receipts[claim_id]] += 1
