@@ -150,6 +150,7 @@ class _Chunk:
     message: dict[str, Any]
     expires: datetime
     attempt: int  # 0 on the first run; retries of throttled devices count up
+    rerun: bool = False  # an earlier run paused or retried: some devices are claimed already
 
 
 def _open_chunk(db: Database, push_id: str, number: int) -> _Chunk | ChunkResult:
@@ -180,6 +181,7 @@ def _open_chunk(db: Database, push_id: str, number: int) -> _Chunk | ChunkResult
         message=message,
         expires=datetime.fromtimestamp(message["expires_at"], UTC),
         attempt=attempt,
+        rerun=attempt > 0 or bool(chunk.get("paused")),
     )
 
 
@@ -280,7 +282,7 @@ def send_chunk(
         if _cancelled(db, push_id):
             complete = False
             break
-        paused = _rate_wait(sender, chunk, members)
+        paused = _rate_wait(db, sender, chunk, members)
         if paused is not None:
             break
         for did, outcome in _send_group(db, chunk, sender, members):
@@ -294,6 +296,8 @@ def send_chunk(
     if (paused is not None or retry_after) and not _cancelled(db, push_id):
         if retry_after:
             db[CHUNKS].update_one({"_id": chunk.id}, {"$set": {"attempt": chunk.attempt + 1}})
+        elif not chunk.rerun:
+            db[CHUNKS].update_one({"_id": chunk.id}, {"$set": {"paused": True}})
         return ChunkResult({}, retry_in=max([*retry_after, paused or 0.0, 1.0]))
     # Devices left for a later run (throttled, paused) then cancelled are counted from storage.
     complete = complete and not retry_after and paused is None
@@ -303,10 +307,22 @@ def send_chunk(
     return ChunkResult(counts)
 
 
-def _rate_wait(sender: Sender, chunk: _Chunk, members: list[str]) -> float | None:
+def _unclaimed(db: Database, push_id: str, members: list[str]) -> list[str]:
+    ids = [f"{push_id}|{did}" for did in members]
+    claimed = {
+        d["_id"]
+        for start in range(0, len(ids), IN_SLICE)
+        for d in db[CLAIMS].find({"_id": {"$in": ids[start : start + IN_SLICE]}}, {"_id": 1})
+    }
+    return [did for did, claim in zip(members, ids, strict=True) if claim not in claimed]
+
+
+def _rate_wait(db: Database, sender: Sender, chunk: _Chunk, members: list[str]) -> float | None:
     """Seconds to pause before this group (the shared rate is used up), or None."""
     if sender.rate_limit is None:
         return None
+    if chunk.rerun:  # devices an earlier run claimed are not sent again: they take no rate
+        members = _unclaimed(db, chunk.push_id, members)
     platforms = Counter(chunk.targets[d]["platform"] for d in members if d in chunk.targets)
     waits = [sender.rate_limit(p, n) for p, n in sorted(platforms.items())]
     return max((w for w in waits if w is not None), default=None)

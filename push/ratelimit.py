@@ -18,6 +18,11 @@ class ProviderRateLimit:
         self._limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
         self._rates = {platform: parse(rate) for platform, rate in rates.items()}
 
+    def capacity(self) -> int:
+        """The most sends one take may ask for: the smallest window. A group larger than a
+        window could never be taken and its chunk would pause for ever."""
+        return min((item.amount for item in self._rates.values()), default=1)
+
     def wait(self, platform: str, count: int = 1) -> float | None:
         """Take `count` sends from `platform`'s window: None if allowed, else seconds to wait
         (and none are taken)."""

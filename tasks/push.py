@@ -96,6 +96,7 @@ def send_chunk(push_id: str, number: int) -> dict[str, Any]:
         providers=providers,
         pool=send_pool(),
         concurrency=settings().push_send_concurrency,
+        group=min(delivery.GROUP, rate_limit().capacity()),
         rate_limit=_throttle,
         observe=_observe,
         # No hook unless OFFGRID_FAULT_INJECTION=1 (tests): production never checks Redis.

@@ -105,3 +105,33 @@ def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
     )
     assert resumed.counts == {"sent": 5, "failed": 0, "invalid": 0, "cancelled": 0}
     assert [len(apns_fake.received[token]) for token in tokens] == [1] * 5
+
+
+def test_a_rate_smaller_than_a_group_still_lets_every_device_through(
+    client: Any, make_token: Any, db: Database, settings: Settings, apns_fake: Any
+) -> None:
+    """A send group may not be larger than the smallest window: a take of more than the
+    window holds could never pass, and the chunk would pause for ever. The worker sizes its
+    groups by `ProviderRateLimit.capacity()`."""
+    user = f"r-{uuid.uuid4().hex[:8]}"
+    devices = [_register(client, make_token, user) for _ in range(7)]
+    tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
+    push_id, _, _ = pushes.create_push(
+        db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
+    )
+    fanout.plan_fan_out(db, push_id)
+    limit = ProviderRateLimit(settings.redis_url, {"ios": "3/hour"})
+    window = (limit._rates["ios"], "offgrid-push", "ios")
+    limit._limiter.clear(*window)
+    assert limit.capacity() == 3
+    providers = providers_from_settings(settings)
+    sender = delivery.Sender(
+        lambda: providers, rate_limit=limit.wait, group=min(delivery.GROUP, limit.capacity())
+    )
+    for _ in range(5):  # 7 devices, 3 a window: three windows
+        result = delivery.send_chunk(db, push_id, 0, sender)
+        if result.retry_in is None:
+            break
+        limit._limiter.clear(*window)  # the window ends
+    assert result.counts == {"sent": 7, "failed": 0, "invalid": 0, "cancelled": 0}
+    assert [len(apns_fake.received[token]) for token in tokens] == [1] * 7
