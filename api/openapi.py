@@ -42,7 +42,8 @@ ERRORS = {
     "413": "Body over MAX_BODY_BYTES (after gzip), too many mutations, or a value over 64 KiB",
     "415": "Body not application/json, or a Content-Encoding other than gzip",
     "429": "Rate limit reached; wait for Retry-After seconds",
-    "503": "The broker cannot take work now; nothing was kept; retry after Retry-After seconds",
+    "503": "A service the request needs is down (the broker for pushes, Redis for membership"
+    " changes); nothing was kept; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
 
@@ -66,6 +67,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:
         statuses += ["413", "415"]
     if method == "post" and path in ("/v1/sync/push", "/v1/push"):
         statuses.append("503")
+    if method in ("put", "delete") and path.startswith("/v1/admin/scopes/"):
+        statuses.append("503")  # Redis could not be told of the change (sync.readcache)
     if path == "/v1/sync/pull":
         statuses.append("410")
     if method == "delete" and path.startswith("/v1/push/"):

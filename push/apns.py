@@ -28,7 +28,7 @@ from typing import Any
 
 import jwt
 
-from push.base import Outcome, retry_after_seconds, tls_context
+from push.base import Outcome, json_object, retry_after_seconds, tls_context
 from push.h2client import H2Connection, LoopThread, NotSent, Response, Unanswered
 
 TOKEN_LIFETIME = 40 * 60
@@ -139,7 +139,6 @@ class APNsProvider:
         self._loop = LoopThread("apns")
         self._connection: H2Connection | None = None
         self._connecting: asyncio.Lock | None = None
-        self.connections = 0  # opened so far
 
     def provider_token(self, fresh: bool = False) -> str:
         return self._tokens.current(fresh)
@@ -203,7 +202,6 @@ class APNsProvider:
                 connection = H2Connection(self._origin, self._context)
                 await connection.connect()
                 self._connection = connection
-                self.connections += 1
             return self._connection
 
     def close(self) -> None:
@@ -216,7 +214,7 @@ def _outcome(response: Response) -> Outcome:
     code = response.status
     if code == 200:
         return Outcome("delivered", "200")
-    answer = _json_object(response.body)
+    answer = json_object(response.body)
     reason = str(answer.get("reason") or code)
     if code == 410:
         stamp = answer.get("timestamp")
@@ -232,11 +230,3 @@ def _outcome(response: Response) -> Outcome:
     if reason in CONFIG_REASONS or code in (403, 404, 405):
         return Outcome("config_error", reason, str(code))
     return Outcome("payload_error", reason, str(code))
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}

@@ -15,6 +15,7 @@ retried (at most once) and counts as failed with reason `unknown_outcome`.
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,12 +97,17 @@ def attempt(request: Callable[[], httpx.Response]) -> httpx.Response | Outcome:
         return Outcome("payload_error", "unknown_outcome", type(exc).__name__)
 
 
-def json_or_empty(response: httpx.Response) -> dict[str, Any]:
+def json_object(content: bytes) -> dict[str, Any]:
+    """A provider's JSON error body, or {} when it is not a JSON object."""
     try:
-        answer = response.json()
+        answer = json.loads(content)
     except ValueError:
         return {}
     return answer if isinstance(answer, dict) else {}
+
+
+def json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    return json_object(response.content)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -43,10 +43,6 @@ class ReadCache:
         self._namespace = namespace  # the database's name: apps sharing a Redis stay apart
         self._ttl = ttl_seconds
 
-    @property
-    def enabled(self) -> bool:
-        return self._redis is not None
-
     def _base(self, kind: str, subject: str) -> str:
         return f"{PREFIX}:{self._namespace}:{kind}:{subject}"
 

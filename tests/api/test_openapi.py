@@ -45,4 +45,6 @@ def test_the_operations_that_queue_work_document_the_broker_outage(client: Flask
     spec = client.get("/openapi.json").get_json()
     assert "503" in spec["paths"]["/v1/sync/push"]["post"]["responses"]
     assert "503" in spec["paths"]["/v1/push"]["post"]["responses"]
+    member = spec["paths"]["/v1/admin/scopes/{scope}/members/{user}"]
+    assert "503" in member["put"]["responses"] and "503" in member["delete"]["responses"]
     assert "410" in spec["paths"]["/v1/sync/pull"]["post"]["responses"]

@@ -23,6 +23,19 @@ def _register(client: Any, make_token: Any, user: str) -> str:
     return register(client, make_token, user, secrets.token_hex(32))
 
 
+def _planned_push(client: Any, make_token: Any, db: Database, count: int) -> tuple[str, list[str]]:
+    """A push to `count` new iOS devices of a new user, fanned out into one chunk; its id and
+    the devices' tokens."""
+    user = f"h-{uuid.uuid4().hex[:8]}"
+    devices = [_register(client, make_token, user) for _ in range(count)]
+    tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
+    push_id, _, _ = pushes.create_push(
+        db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
+    )
+    fanout.plan_fan_out(db, push_id)
+    return push_id, tokens
+
+
 @pytest.mark.usefixtures("worker")
 def test_devices_unseen_for_270_days_are_pruned_and_others_kept(
     client: Any, make_token: Any, settings: Settings, db: Database, run_maintenance: Any
@@ -83,13 +96,7 @@ def test_a_chunk_over_the_rate_pauses_and_resumes_without_losing_or_doubling(
 ) -> None:
     """A chunk that reaches the shared rate stops, is redelivered when the window resets,
     and every device still gets the push exactly once."""
-    user = f"h-{uuid.uuid4().hex[:8]}"
-    devices = [_register(client, make_token, user) for _ in range(5)]
-    tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
-    push_id, _, _ = pushes.create_push(
-        db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
-    )
-    fanout.plan_fan_out(db, push_id)
+    push_id, tokens = _planned_push(client, make_token, db, 5)
     providers = providers_from_settings(settings)
     budget = iter([None, 0.4])  # a group of 2, then the window is full for 0.4 s
     paused = delivery.send_chunk(
@@ -113,13 +120,7 @@ def test_a_rate_smaller_than_a_group_still_lets_every_device_through(
     """A send group may not be larger than the smallest window: a take of more than the
     window holds could never pass, and the chunk would pause for ever. The worker sizes its
     groups by `ProviderRateLimit.capacity()`."""
-    user = f"r-{uuid.uuid4().hex[:8]}"
-    devices = [_register(client, make_token, user) for _ in range(7)]
-    tokens = [db[DEVICES].find_one({"_id": d})["token"] for d in devices]
-    push_id, _, _ = pushes.create_push(
-        db, "test", {"audience": {"users": [user]}, "notification": {"title": "t", "body": "b"}}
-    )
-    fanout.plan_fan_out(db, push_id)
+    push_id, tokens = _planned_push(client, make_token, db, 7)
     limit = ProviderRateLimit(settings.redis_url, {"ios": "3/hour"})
     window = (limit._rates["ios"], "offgrid-push", "ios")
     limit._limiter.clear(*window)
